@@ -1,0 +1,179 @@
+"""A bounded subscription buffer that transports share: push in, iterate out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator
+
+from .._core import ClosedResourceError, Message
+from ._protocol import Overflow, SubscriptionStatistics
+
+__all__ = ["BufferedSubscription"]
+
+logger = logging.getLogger("busrpc.bus")
+
+
+class BufferedSubscription:
+    """Base of the `Subscription` implementations: a bounded FIFO the transport fills.
+
+    A transport subclasses it and implements `_start` (make the subscription live on the
+    broker) and `_stop` (remove it). Its delivery callback calls `_put_nowait` (or awaits
+    `_put` for ``Overflow.BLOCK``). Receiving takes from the buffer without suspending
+    while messages are buffered, so a busy consumer drains in batches.
+    """
+
+    def __init__(
+        self, subject: str, *, queue: str | None, max_pending: int, overflow: Overflow
+    ) -> None:
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
+        self.subject = subject
+        self.queue = queue
+        self._max_pending = max_pending
+        self._overflow = overflow
+        self._buffer: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._room: deque[asyncio.Future[None]] = deque()
+        self._delivered = 0
+        self._dropped = 0
+        self._overflowing = False  # warn once per episode, not once per message
+        self._started = False
+        self._closed = False
+
+    # -- the transport side -------------------------------------------------------------
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+    def _put_nowait(self, message: Message) -> bool:
+        """Buffer *message*; False when full under ``BLOCK`` (caller must `_put`)."""
+        if self._closed:
+            return True
+        if len(self._buffer) >= self._max_pending:
+            if self._overflow is Overflow.BLOCK:
+                return False
+            self._buffer.popleft()
+            self._count_drop()
+        self._buffer.append(message)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        return True
+
+    async def _put(self, message: Message) -> None:
+        """Buffer *message*, waiting for room under ``BLOCK``."""
+        while not self._put_nowait(message):
+            room = asyncio.get_running_loop().create_future()
+            self._room.append(room)
+            try:
+                await room
+            finally:
+                if room in self._room:
+                    self._room.remove(room)
+
+    def _count_drop(self) -> None:
+        self._dropped += 1
+        if not self._overflowing:
+            self._overflowing = True
+            logger.warning(
+                "slow consumer: dropping messages",
+                extra={"subject": self.subject, "max_pending": self._max_pending},
+            )
+
+    def _close_buffer(self) -> None:
+        self._closed = True
+        self._buffer.clear()
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        for room in self._room:
+            if not room.done():
+                room.set_result(None)
+        self._room.clear()
+
+    # -- the application side -----------------------------------------------------------
+
+    async def __aenter__(self) -> BufferedSubscription:
+        if self._closed:
+            raise ClosedResourceError("subscription is closed")
+        if not self._started:
+            await self._start()
+            self._started = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def receive(self) -> Message:
+        """The next message, waiting for one if none is buffered.
+
+        Raises:
+            ClosedResourceError: the subscription or its bus was closed.
+        """
+        while True:
+            buffer = self._buffer
+            if buffer:
+                message = buffer.popleft()
+                self._delivered += 1
+                if self._room:
+                    room = self._room.popleft()
+                    if not room.done():
+                        room.set_result(None)
+                elif self._overflowing and len(buffer) < self._max_pending // 2:
+                    self._overflowing = False
+                return message
+            if self._closed:
+                raise ClosedResourceError(f"subscription to {self.subject!r} is closed")
+            if not self._started:
+                raise RuntimeError("enter the subscription (async with) before receiving")
+            waiter = self._waiter  # shared: several receivers all wake and re-check
+            if waiter is None:
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.receive()
+        except ClosedResourceError:
+            raise StopAsyncIteration from None
+
+    def statistics(self) -> SubscriptionStatistics:
+        """Counters of this subscription."""
+        return SubscriptionStatistics(
+            delivered=self._delivered,
+            dropped=self._dropped,
+            pending=len(self._buffer),
+            max_pending=self._max_pending,
+        )
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose` was called (or the bus closed it)."""
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Stop receiving (idempotent). Buffered messages are discarded."""
+        if self._closed:
+            return
+        self._close_buffer()  # forceful part first: cannot block or fail
+        if self._started:
+            await self._stop()
+
+    def __del__(self) -> None:
+        if getattr(self, "_started", False) and not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
+
+    def __repr__(self) -> str:
+        queue = f", queue={self.queue!r}" if self.queue else ""
+        return f"<{type(self).__name__} {self.subject!r}{queue}>"

@@ -1,0 +1,260 @@
+"""The in-process bus: ``memory://`` and ``memory://name``.
+
+Buses connected to the same name in one process share a broker, as separate connections
+to one NATS server would: queue groups, wildcards, and no-responders answers behave as on
+NATS, so code tested here behaves the same there. Payloads must already be bytes: nothing
+is passed by reference that a real broker would have copied.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Final
+
+from .._core import ClosedResourceError, Headers, Message, TransportError
+from ._buffer import BufferedSubscription
+from ._protocol import DEFAULT_MAX_PENDING, BusStatistics, Overflow
+from ._subjects import is_wildcard, subject_matches, validate_subject
+
+__all__ = ["DEFAULT_MAX_PAYLOAD", "MemoryBus", "MemorySubscription"]
+
+DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
+"""Largest ``data`` a memory bus accepts, as NATS's default ``max_payload``."""
+
+_ROUTE_CACHE_SIZE: Final = 4096
+
+
+class _Broker:
+    """Routing shared by every `MemoryBus` connected to one name."""
+
+    def __init__(self) -> None:
+        self.exact: dict[str, list[MemorySubscription]] = {}
+        self.wild: list[MemorySubscription] = []
+        # subject -> (broadcast subscribers, queue groups); cleared on any (un)subscribe
+        self.routes: dict[str, tuple[list[MemorySubscription], list[_Group]]] = {}
+        self.connections = 0
+
+    def add(self, sub: MemorySubscription) -> None:
+        if is_wildcard(sub.subject):
+            self.wild.append(sub)
+        else:
+            self.exact.setdefault(sub.subject, []).append(sub)
+        self.routes.clear()
+
+    def remove(self, sub: MemorySubscription) -> None:
+        if is_wildcard(sub.subject):
+            if sub in self.wild:
+                self.wild.remove(sub)
+        else:
+            subs = self.exact.get(sub.subject)
+            if subs is not None and sub in subs:
+                subs.remove(sub)
+                if not subs:
+                    del self.exact[sub.subject]
+        self.routes.clear()
+
+    def route(self, subject: str) -> tuple[list[MemorySubscription], list[_Group]]:
+        route = self.routes.get(subject)
+        if route is not None:
+            return route
+        matched = list(self.exact.get(subject, ()))
+        matched.extend(s for s in self.wild if subject_matches(s.subject, subject))
+        broadcast = [s for s in matched if s.queue is None]
+        groups: dict[tuple[str, str], list[MemorySubscription]] = {}
+        for s in matched:
+            if s.queue is not None:
+                groups.setdefault((s.subject, s.queue), []).append(s)
+        route = (broadcast, [_Group(members) for members in groups.values()])
+        if len(self.routes) >= _ROUTE_CACHE_SIZE:
+            self.routes.clear()  # unique reply subjects must not grow the cache forever
+        self.routes[subject] = route
+        return route
+
+
+class _Group:
+    """Members of one queue group on one subject: each message goes to the next one."""
+
+    __slots__ = ("_next", "members")
+
+    def __init__(self, members: list[MemorySubscription]) -> None:
+        self.members = members
+        self._next = itertools.count()
+
+    def pick(self) -> MemorySubscription:
+        return self.members[next(self._next) % len(self.members)]
+
+
+_brokers: dict[str, _Broker] = {}
+
+
+class MemorySubscription(BufferedSubscription):
+    """A subscription on a `MemoryBus`."""
+
+    def __init__(
+        self,
+        bus: MemoryBus,
+        subject: str,
+        *,
+        queue: str | None,
+        max_pending: int,
+        overflow: Overflow,
+    ) -> None:
+        super().__init__(subject, queue=queue, max_pending=max_pending, overflow=overflow)
+        self._bus = bus
+
+    async def _start(self) -> None:
+        self._bus._attach(self)
+
+    async def _stop(self) -> None:
+        self._bus._detach(self)
+
+
+class MemoryBus:
+    """An in-process `MessageBus`; buses with the same *name* share one broker.
+
+    Example:
+        >>> async with MemoryBus() as bus, bus.subscribe("greet") as sub:
+        ...     await bus.publish(Message("greet", b"hi"))
+        ...     assert (await sub.receive()).data == b"hi"
+    """
+
+    def __init__(self, name: str = "default", *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self._closed = True  # until __aenter__ succeeds there is nothing to leak
+        self._entered = False
+        self.name = name
+        self.max_payload = max_payload
+        self._broker: _Broker | None = None
+        self._subs: set[MemorySubscription] = set()
+        self._published = 0
+        self._dropped_closed = 0
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> MemoryBus:
+        """A bus for ``memory://`` (the default broker) or ``memory://name``."""
+        name = url.removeprefix("memory://").strip("/") or "default"
+        max_payload = options.pop("max_payload", DEFAULT_MAX_PAYLOAD)
+        if options:
+            raise TypeError(f"unknown memory bus options: {sorted(options)}")
+        if not isinstance(max_payload, int):
+            raise TypeError("max_payload must be an int")
+        return cls(name, max_payload=max_payload)
+
+    async def __aenter__(self) -> MemoryBus:
+        if self._entered:
+            raise RuntimeError("a bus can be entered only once")
+        self._entered = True
+        self._broker = _brokers.get(self.name)
+        if self._broker is None:
+            self._broker = _brokers[self.name] = _Broker()
+        self._broker.connections += 1
+        self._closed = False
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def publish(self, message: Message) -> None:
+        """Deliver *message* to every matching subscriber (one per queue group).
+
+        A message with a ``reply`` that no subscriber receives is answered at once with
+        an ``unavailable`` "no responders" error, as NATS does.
+
+        Raises:
+            ClosedResourceError: the bus was closed.
+            TransportError: ``data`` is larger than ``max_payload``.
+            TypeError: ``data`` is not ``bytes``.
+        """
+        broker = self._live()
+        data = message.data
+        if type(data) is not bytes:
+            raise TypeError(f"message data must be bytes, not {type(data).__name__}")
+        if len(data) > self.max_payload:
+            raise TransportError(
+                f"message of {len(data)} bytes exceeds max payload of {self.max_payload}"
+            )
+        self._published += 1
+        broadcast, groups = broker.route(message.subject)
+        for sub in broadcast:
+            if not sub._put_nowait(message):
+                await sub._put(message)
+        for group in groups:
+            sub = group.pick()
+            if not sub._put_nowait(message):
+                await sub._put(message)
+        if message.reply and not broadcast and not groups:
+            await self.publish(_no_responders(message.reply))
+
+    def subscribe(
+        self,
+        subject: str,
+        *,
+        queue: str | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        overflow: Overflow = Overflow.DROP_OLDEST,
+    ) -> MemorySubscription:
+        """A subscription to *subject*; enter it to make it live (see `MessageBus`)."""
+        validate_subject(subject, pattern=True)
+        return MemorySubscription(
+            self, subject, queue=queue or None, max_pending=max_pending, overflow=overflow
+        )
+
+    def statistics(self) -> BusStatistics:
+        """Counters of this connection."""
+        subs = [s.statistics() for s in self._subs]
+        return BusStatistics(
+            published=self._published,
+            delivered=sum(s.delivered for s in subs),
+            dropped=sum(s.dropped for s in subs) + self._dropped_closed,
+            subscriptions=len(self._subs),
+        )
+
+    async def aclose(self) -> None:
+        """Close every subscription and leave the broker (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subs):
+            await sub.aclose()
+        broker = self._broker
+        if broker is not None:
+            broker.connections -= 1
+            if broker.connections == 0 and _brokers.get(self.name) is broker:
+                del _brokers[self.name]
+
+    def _live(self) -> _Broker:
+        if self._closed or self._broker is None:
+            raise ClosedResourceError(
+                "memory bus is closed" if self._entered else "enter the bus first"
+            )
+        return self._broker
+
+    def _attach(self, sub: MemorySubscription) -> None:
+        self._live().add(sub)
+        self._subs.add(sub)
+
+    def _detach(self, sub: MemorySubscription) -> None:
+        if sub in self._subs:
+            self._subs.discard(sub)
+            self._dropped_closed += sub.statistics().dropped
+            if self._broker is not None:
+                self._broker.remove(sub)
+
+    def __repr__(self) -> str:
+        return f"<MemoryBus {self.name!r}{' closed' if self._closed else ''}>"
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
+
+
+def _no_responders(reply: str) -> Message:
+    return Message(
+        reply,
+        b"",
+        {
+            Headers.ERROR: "unavailable",
+            Headers.NATS_ERROR_CODE: "503",
+            Headers.NATS_ERROR: "no responders",
+        },
+    )

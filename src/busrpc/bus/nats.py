@@ -1,0 +1,276 @@
+"""The NATS transport: ``nats://host:4222`` (and ``tls://``), on nats-py.
+
+Headers travel as NATS headers, the body is the payload alone, so ``nats req`` and any
+NATS client can call a busrpc service. A request that reaches no subscriber is answered by
+the server's no-responders status, which this module turns into an ``unavailable`` reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import nats
+import nats.errors
+
+from .._core import (
+    ClosedResourceError,
+    ConnectError,
+    ExceptionMap,
+    Headers,
+    Message,
+    TransportError,
+    map_exceptions,
+)
+from ._buffer import BufferedSubscription
+from ._protocol import DEFAULT_MAX_PENDING, BusStatistics, Overflow
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription as NatsSub
+
+__all__ = ["NatsBus", "NatsSubscription"]
+
+logger = logging.getLogger("busrpc.bus.nats")
+
+_NATS_ERRORS: Final[ExceptionMap] = {  # most specific first: the first match wins
+    nats.errors.NoServersError: ConnectError,
+    nats.errors.ConnectionClosedError: ClosedResourceError,
+    nats.errors.Error: TransportError,  # the library's base class: nothing escapes
+    OSError: TransportError,
+    TimeoutError: TransportError,
+}
+_CONNECT_ERRORS: Final[ExceptionMap] = {
+    nats.errors.Error: ConnectError,
+    OSError: ConnectError,
+    TimeoutError: ConnectError,
+}
+_NO_RESPONDERS_HEADERS: Final = {
+    Headers.ERROR: "unavailable",
+    Headers.NATS_ERROR_CODE: "503",
+    Headers.NATS_ERROR: "no responders",
+}
+
+
+class NatsSubscription(BufferedSubscription):
+    """A subscription on a `NatsBus` (a NATS subscription with a bounded buffer)."""
+
+    def __init__(
+        self,
+        bus: NatsBus,
+        subject: str,
+        *,
+        queue: str | None,
+        max_pending: int,
+        overflow: Overflow,
+    ) -> None:
+        super().__init__(subject, queue=queue, max_pending=max_pending, overflow=overflow)
+        self._bus = bus
+        self._sub: NatsSub | None = None
+
+    async def _start(self) -> None:
+        nc = self._bus._live()
+        with map_exceptions(_NATS_ERRORS):
+            self._sub = await nc.subscribe(
+                self.subject,
+                queue=self.queue or "",
+                cb=self._on_msg,
+                # nats-py buffers too (before our callback runs): bound it the same way
+                pending_msgs_limit=self._max_pending,
+            )
+            # The SUB must reach the server before we say "live": a PING/PONG round trip.
+            await nc.flush()
+        self._bus._subs.add(self)
+
+    async def _stop(self) -> None:
+        self._bus._forget(self)
+        sub, self._sub = self._sub, None
+        if sub is None or self._bus.closed:
+            return
+        try:
+            with map_exceptions(_NATS_ERRORS):
+                await sub.unsubscribe()
+        except (ClosedResourceError, TransportError):
+            pass  # the connection is gone: so is the subscription
+
+    async def _on_msg(self, msg: Msg) -> None:
+        headers = msg.headers
+        if headers is None:
+            message = Message(msg.subject, msg.data, reply=msg.reply or None)
+        elif headers.get("Status") == "503" and not msg.data:
+            message = Message(msg.subject, b"", dict(_NO_RESPONDERS_HEADERS))
+        else:
+            message = Message(msg.subject, msg.data, headers, msg.reply or None)
+        if not self._put_nowait(message):
+            await self._put(message)
+
+
+class NatsBus:
+    """A `MessageBus` on one NATS connection.
+
+    Connection options pass through to `nats.connect` (``name``, ``user_credentials``,
+    ``tls``, ``max_reconnect_attempts``, ...); URL query parameters do too
+    (``nats://host:4222?name=orders``).
+
+    Example:
+        >>> async with NatsBus("nats://127.0.0.1:4222") as bus:
+        ...     await bus.publish(Message("orders.created", b"{}"))
+    """
+
+    def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
+        self._closed = True  # until __aenter__ succeeds there is nothing to leak
+        self._entered = False
+        self._url, query = _split_url(url)
+        self._options: dict[str, Any] = {**query, **options}
+        self._nc: Client | None = None
+        self._subs: set[NatsSubscription] = set()
+        self._published = 0
+        self._delivered_closed = 0
+        self._dropped_closed = 0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> NatsBus:
+        """A bus for a ``nats://`` or ``tls://`` URL."""
+        return cls(url, **options)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the bus is closed (or was never entered)."""
+        return self._closed
+
+    @property
+    def client(self) -> Client:
+        """The underlying nats-py client, for what busrpc does not wrap (JetStream, KV)."""
+        return self._live()
+
+    async def __aenter__(self) -> NatsBus:
+        if self._entered:
+            raise RuntimeError("a bus can be entered only once")
+        self._entered = True
+        options = {"error_cb": self._on_error, **self._options}
+        with map_exceptions(_CONNECT_ERRORS):
+            self._nc = await nats.connect(self._url, **options)
+        self._closed = False
+        logger.info("connected", extra={"url": _redact(self._url)})
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def publish(self, message: Message) -> None:
+        """Publish *message* as a NATS message (headers as NATS headers).
+
+        Raises:
+            TransportError: the payload exceeds the server's max_payload, or the
+                connection failed.
+            ClosedResourceError: the bus was closed.
+        """
+        nc = self._live()
+        with map_exceptions(_NATS_ERRORS):
+            await nc.publish(
+                message.subject, message.data, message.reply or "", message.headers or None
+            )
+        self._published += 1
+
+    def subscribe(
+        self,
+        subject: str,
+        *,
+        queue: str | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        overflow: Overflow = Overflow.DROP_OLDEST,
+    ) -> NatsSubscription:
+        """A subscription to *subject*; enter it to make it live (see `MessageBus`)."""
+        return NatsSubscription(
+            self, subject, queue=queue or None, max_pending=max_pending, overflow=overflow
+        )
+
+    def statistics(self) -> BusStatistics:
+        """Counters of this connection."""
+        subs = [s.statistics() for s in self._subs]
+        return BusStatistics(
+            published=self._published,
+            delivered=self._delivered_closed + sum(s.delivered for s in subs),
+            dropped=self._dropped_closed + sum(s.dropped for s in subs),
+            subscriptions=len(self._subs),
+        )
+
+    async def aclose(self) -> None:
+        """Close every subscription and the connection (idempotent)."""
+        if self._closed:
+            return
+        for sub in list(self._subs):
+            await sub.aclose()
+        self._closed = True
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            try:
+                with map_exceptions(_NATS_ERRORS):
+                    await nc.close()
+            except TransportError:
+                logger.warning("close failed", exc_info=True)
+        logger.info("closed", extra={"url": _redact(self._url)})
+
+    def _live(self) -> Client:
+        if self._closed or self._nc is None:
+            raise ClosedResourceError(
+                "NATS bus is closed" if self._entered else "enter the bus first"
+            )
+        return self._nc
+
+    def _forget(self, sub: NatsSubscription) -> None:
+        if sub in self._subs:
+            self._subs.discard(sub)
+            stats = sub.statistics()
+            self._delivered_closed += stats.delivered
+            self._dropped_closed += stats.dropped
+
+    async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            for sub in self._subs:  # nats-py's own buffer overflowed before our callback ran
+                if sub._sub is exc.sub:
+                    sub._count_drop()
+                    return
+        logger.warning("connection error", extra={"error": repr(exc)})
+
+    def __repr__(self) -> str:
+        return f"<NatsBus {_redact(self._url)!r}{' closed' if self._closed else ''}>"
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
+
+
+_INT_OPTIONS: Final = frozenset(
+    {
+        "max_reconnect_attempts",
+        "reconnect_time_wait",
+        "connect_timeout",
+        "ping_interval",
+        "max_outstanding_pings",
+        "pending_size",
+        "flush_timeout",
+    }
+)
+
+
+def _split_url(url: str) -> tuple[str, dict[str, Any]]:
+    parts = urlsplit(url)
+    query: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query):
+        query[key] = float(value) if key in _INT_OPTIONS else value
+        if key in _INT_OPTIONS and query[key].is_integer():
+            query[key] = int(query[key])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), query
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password or parts.username:
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit((parts.scheme, f"***@{host}{port}", parts.path, "", ""))
+    return url

@@ -1,0 +1,446 @@
+"""The client runtime: unary (queue or direct), affinity and multi calls on any bus."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar, cast
+
+import msgspec
+
+from .._core import (
+    DEFAULT_TIMEOUT,
+    Codec,
+    CodecError,
+    Deadline,
+    ErrorCode,
+    Headers,
+    Message,
+    RpcError,
+    Unavailable,
+)
+from ..bus import MessageBus
+from ._call import (
+    Call,
+    ClientInterceptor,
+    MultiInterceptor,
+    MultiNext,
+    Next,
+    RequestHook,
+    ResponseHook,
+    _current,
+)
+from ._inbox import Inbox
+from ._method import (
+    Claim,
+    Method,
+    Response,
+    SelectionOpts,
+    Topic,
+    base_subject,
+    claim_subject,
+    direct_subject,
+    topic_tokens,
+)
+from ._wire import error_of, is_error
+
+__all__ = ["RpcClient"]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+_claim_decoder = msgspec.json.Decoder(Claim)
+_DEFAULT_SELECTION = SelectionOpts()
+
+
+class RpcClient:
+    """Calls methods on any `MessageBus`; the typed service clients are built on it.
+
+    Args:
+        bus: an entered bus.
+        namespace: subject prefix shared with the servers (``prod.greeter.say_hello``).
+        timeout: default seconds per call (10).
+        codec: request codec when not the method's default (sends ``Content-Type``).
+        headers: headers added to every call (metadata such as ``Busrpc-Meta-tenant``).
+        interceptors, multi_interceptors: wrap unary and multi calls; the first is outermost.
+        request_hooks, response_hooks: observe calls and results.
+
+    Example:
+        >>> client = RpcClient(bus)
+        >>> reply = await client.unary(SAY_HELLO, Hello(name="ada"), deadline=Deadline.after(2))
+    """
+
+    def __init__(
+        self,
+        bus: MessageBus,
+        *,
+        namespace: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        codec: Codec | None = None,
+        headers: dict[str, str] | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
+        multi_interceptors: Sequence[MultiInterceptor] = (),
+        request_hooks: Sequence[RequestHook] = (),
+        response_hooks: Sequence[ResponseHook] = (),
+    ) -> None:
+        self.bus = bus
+        self.namespace = namespace or None
+        self.timeout = timeout
+        self.codec = codec
+        self.headers = dict(headers or {})
+        self._request_hooks = tuple(request_hooks)
+        self._response_hooks = tuple(response_hooks)
+        self._unary_chain: Next | None = _chain(list(interceptors), self._send_unary)
+        if not interceptors and not request_hooks and not response_hooks:
+            self._unary_chain = None  # the fast path: no Call object at all
+        self._multi_interceptors = list(multi_interceptors)
+        self._base_cache: dict[tuple[Method[Any, Any], tuple[str, ...]], str] = {}
+
+    @property
+    def client_id(self) -> str:
+        """This connection's client id (the ``_INBOX.{client_id}`` of its replies)."""
+        return Inbox.for_bus(self.bus).client_id
+
+    def deadline(self, timeout: float | None, deadline: Deadline | None) -> Deadline:
+        """The call's deadline: explicit, else *timeout* or the client default, never
+        later than the deadline of the call being served (nested calls inherit it)."""
+        if deadline is None:
+            deadline = Deadline.after(self.timeout if timeout is None else timeout)
+        served = _current.get()
+        return deadline if served is None else deadline.earliest(served.deadline)
+
+    # -- unary ---------------------------------------------------------------------------
+
+    async def unary(
+        self,
+        method: Method[Req, Resp],
+        request: Req,
+        *,
+        deadline: Deadline,
+        topic: Topic | None = None,
+        server_id: str | None = None,
+        selection: SelectionOpts | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Resp:
+        """Call *method* once: the first free server (queue group) answers, or the server
+        named by *server_id*, or, for affinity methods, the one *selection* picks.
+
+        Raises:
+            RpcError: the server answered with an error (same code as raised there).
+            DeadlineExceeded: no answer before *deadline*.
+            Unavailable: no server is listening (at once where the bus can tell).
+        """
+        tokens = topic_tokens(topic) if topic is not None else ()
+        if method.topics and not tokens:
+            raise ValueError(f"{method.service}.{method.name} needs a topic")
+        key = (method, tokens)
+        base = self._base_cache.get(key)
+        if base is None:
+            base = self._base_cache[key] = base_subject(self.namespace, method, tokens)
+        subject = base if server_id is None else direct_subject(base, server_id)
+        merged = {**self.headers, **headers} if headers else self.headers
+        if self._unary_chain is None and not method.affinity:
+            return await self._request(method, request, subject, merged, deadline)
+        call = Call(
+            method=method,
+            request=request,
+            subject=subject,
+            headers=dict(merged),
+            deadline=deadline,
+            topic=tokens,
+            server_id=server_id,
+        )
+        if method.affinity and server_id is None:
+            call = await self._select(call, selection or _DEFAULT_SELECTION)
+        if self._unary_chain is None:
+            return await self._request(method, request, call.subject, call.headers, deadline)
+        return cast(Resp, await self._unary_chain(call))
+
+    async def _send_unary(self, call: Call) -> object:
+        for hook in self._request_hooks:
+            await hook(call)
+        try:
+            result = await self._request(
+                call.method, call.request, call.subject, call.headers, call.deadline
+            )
+        except Exception as exc:
+            for response_hook in self._response_hooks:
+                await response_hook(call, None, exc)
+            raise
+        for response_hook in self._response_hooks:
+            await response_hook(call, result, None)
+        return result
+
+    async def _request(
+        self,
+        method: Method[Any, Resp],
+        request: object,
+        subject: str,
+        headers: dict[str, str],
+        deadline: Deadline,
+    ) -> Resp:
+        codec = self.codec
+        if codec is None or codec is method.request_codec:
+            data = method.request_codec.encode(request)
+        else:
+            data = codec.encode(request)
+            headers = {**headers, Headers.CONTENT_TYPE: codec.content_type}
+        inbox = Inbox.for_bus(self.bus)
+        token = inbox.next_token(deadline)
+        message = Message(subject, data, headers, inbox.prefix + token)
+        reply = await inbox.request(message, token, deadline, subject)
+        return _decode_reply(method, reply, subject)
+
+    # -- affinity ------------------------------------------------------------------------
+
+    async def _select(self, call: Call, opts: SelectionOpts) -> Call:
+        """Ask every server for a claim, pick one as psrpc does, and address it directly."""
+        inbox = Inbox.for_bus(self.bus)
+        await inbox.wait_started()
+        loop = asyncio.get_running_loop()
+        token = inbox.next_token(call.deadline)
+        replies: deque[Message] = deque()
+        wake: list[asyncio.Future[None]] = []
+
+        def deliver(message: Message) -> None:
+            replies.append(message)
+            if wake and not wake[0].done():
+                wake[0].set_result(None)
+
+        subject = call.subject
+        method = call.method
+        data = (self.codec or method.request_codec).encode(call.request)
+        headers = dict(call.headers)
+        if self.codec is not None and self.codec is not method.request_codec:
+            headers[Headers.CONTENT_TYPE] = self.codec.content_type
+        stop_at = call.deadline.when
+        if opts.affinity_timeout is not None:
+            stop_at = min(stop_at, loop.time() + opts.affinity_timeout)
+        best: Claim | None = None
+        valid: list[Claim] = []
+        count = 0
+        answer_error: RpcError | None = None
+        shorted = False
+        inbox.open_stream(token, deliver)
+        try:
+            await self.bus.publish(
+                Message(claim_subject(subject), data, headers, inbox.prefix + token)
+            )
+            while True:
+                while replies:
+                    reply = replies.popleft()
+                    if is_error(reply):
+                        error = error_of(reply, subject)
+                        if error.code is ErrorCode.UNAVAILABLE and not count:
+                            raise error  # no responders: nobody will bid
+                        answer_error = error
+                        continue
+                    try:
+                        claim = _claim_decoder.decode(reply.data)
+                    except msgspec.DecodeError:
+                        continue  # not a claim: ignore it, as psrpc does
+                    count += 1
+                    if not opts.accepts(claim):
+                        continue
+                    if opts.accept_first_available or (
+                        opts.maximum_affinity > 0 and claim.affinity >= opts.maximum_affinity
+                    ):
+                        return _direct(call, claim.server_id)
+                    valid.append(claim)
+                    if best is None or claim.affinity > best.affinity:
+                        best = claim
+                    if opts.short_circuit_timeout is not None and not shorted:
+                        shorted = True
+                        stop_at = min(stop_at, loop.time() + opts.short_circuit_timeout)
+                if loop.time() >= stop_at:
+                    break
+                wake[:] = [loop.create_future()]
+                try:
+                    async with asyncio.timeout_at(stop_at):
+                        await wake[0]
+                except TimeoutError:
+                    break
+        finally:
+            inbox.close_stream(token)
+        if opts.select is not None:
+            return _direct(call, opts.select(valid))
+        if best is not None:
+            return _direct(call, best.server_id)
+        if answer_error is not None:
+            raise answer_error
+        if count:
+            raise Unavailable(f"no servers available for {subject} (received {count} claims)")
+        raise Unavailable(f"no response from servers for {subject}")
+
+    # -- multi ---------------------------------------------------------------------------
+
+    def multi(
+        self,
+        method: Method[Req, Resp],
+        request: Req,
+        *,
+        deadline: Deadline,
+        topic: Topic | None = None,
+        expect: int | None = None,
+        first_success: bool = False,
+        quiet: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> AsyncIterator[Response[Resp]]:
+        """Call *method* on every server; yield each `Response` as it arrives.
+
+        Iteration ends normally at *deadline*, after *expect* responses, after the first
+        success (*first_success*), after *quiet* seconds without a response, or at once
+        when no server listens. It never raises for a server's error: that is in the
+        `Response`.
+        """
+        tokens = topic_tokens(topic) if topic is not None else ()
+        if method.topics and not tokens:
+            raise ValueError(f"{method.service}.{method.name} needs a topic")
+        merged = {**self.headers, **headers} if headers else dict(self.headers)
+        call = Call(
+            method=method,
+            request=request,
+            subject=base_subject(self.namespace, method, tokens),
+            headers=merged,
+            deadline=deadline,
+            topic=tokens,
+        )
+        stop = _MultiStop(expect, first_success, quiet)
+
+        def terminal(c: Call) -> AsyncIterator[Response[Any]]:
+            return self._send_multi(c, stop)
+
+        chain = _chain_multi(self._multi_interceptors, terminal)
+        return cast(AsyncIterator[Response[Resp]], chain(call))
+
+    async def _send_multi(self, call: Call, stop: _MultiStop) -> AsyncIterator[Response[Any]]:
+        for hook in self._request_hooks:
+            await hook(call)
+        inbox = Inbox.for_bus(self.bus)
+        await inbox.wait_started()
+        loop = asyncio.get_running_loop()
+        method = call.method
+        token = inbox.next_token(call.deadline)
+        replies: deque[Message] = deque()
+        wake: list[asyncio.Future[None]] = []
+
+        def deliver(message: Message) -> None:
+            replies.append(message)
+            if wake and not wake[0].done():
+                wake[0].set_result(None)
+
+        headers = call.headers
+        codec = self.codec or method.request_codec
+        if codec is not method.request_codec:
+            headers = {**headers, Headers.CONTENT_TYPE: codec.content_type}
+        count = 0
+        last = loop.time()
+        inbox.open_stream(token, deliver)
+        try:
+            await self.bus.publish(
+                Message(call.subject, codec.encode(call.request), headers, inbox.prefix + token)
+            )
+            while True:
+                while replies:
+                    reply = replies.popleft()
+                    response = _multi_response(method, reply, call.subject)
+                    if response is None:
+                        return  # no responders: nobody will answer
+                    count += 1
+                    last = loop.time()
+                    for response_hook in self._response_hooks:
+                        await response_hook(call, response.result, response.error)
+                    yield response
+                    if stop.expect is not None and count >= stop.expect:
+                        return
+                    if stop.first_success and response.error is None:
+                        return
+                stop_at = call.deadline.when
+                if stop.quiet is not None:
+                    stop_at = min(stop_at, last + stop.quiet)
+                if loop.time() >= stop_at:
+                    return
+                wake[:] = [loop.create_future()]
+                try:
+                    async with asyncio.timeout_at(stop_at):
+                        await wake[0]
+                except TimeoutError:
+                    return
+        finally:
+            inbox.close_stream(token)
+
+
+class _MultiStop:
+    __slots__ = ("expect", "first_success", "quiet")
+
+    def __init__(self, expect: int | None, first_success: bool, quiet: float | None) -> None:
+        if expect is not None and expect < 1:
+            raise ValueError("expect must be at least 1")
+        self.expect = expect
+        self.first_success = first_success
+        self.quiet = quiet
+
+
+def _direct(call: Call, server_id: str) -> Call:
+    return msgspec.structs.replace(
+        call, subject=direct_subject(call.subject, server_id), server_id=server_id
+    )
+
+
+def _decode_reply(method: Method[Any, Resp], reply: Message, subject: str) -> Resp:
+    headers = reply.headers
+    codec = method.response_codec
+    if headers:
+        if Headers.ERROR in headers or Headers.NATS_ERROR_CODE in headers:
+            raise error_of(reply, subject)
+        content_type = headers.get(Headers.CONTENT_TYPE)
+        if content_type is not None and content_type != codec.content_type:
+            from .._core import codec_for_content_type
+
+            try:
+                codec = codec_for_content_type(content_type)
+            except CodecError as exc:
+                raise RpcError(ErrorCode.MALFORMED_RESULT, str(exc)) from exc
+    try:
+        return codec.decode(reply.data, method.response_type)
+    except CodecError as exc:
+        raise RpcError(ErrorCode.MALFORMED_RESULT, f"{subject}: {exc}") from exc
+
+
+def _multi_response(method: Method[Any, Any], reply: Message, subject: str) -> Response[Any] | None:
+    server_id = reply.headers.get(Headers.SERVER, "") if reply.headers else ""
+    try:
+        return Response(server_id=server_id, result=_decode_reply(method, reply, subject))
+    except RpcError as exc:
+        if exc.code is ErrorCode.UNAVAILABLE and exc.message.startswith("no responders"):
+            return None
+        return Response(server_id=server_id, error=exc)
+
+
+def _chain(interceptors: list[ClientInterceptor], terminal: Next) -> Next:
+    handler = terminal
+    for interceptor in reversed(interceptors):
+        handler = _bind(interceptor, handler)
+    return handler
+
+
+def _bind(interceptor: ClientInterceptor, next_: Next) -> Next:
+    async def call(c: Call) -> object:
+        return await interceptor(c, next_)
+
+    return call
+
+
+def _chain_multi(interceptors: list[MultiInterceptor], terminal: MultiNext) -> MultiNext:
+    handler = terminal
+    for interceptor in reversed(interceptors):
+        handler = _bind_multi(interceptor, handler)
+    return handler
+
+
+def _bind_multi(interceptor: MultiInterceptor, next_: MultiNext) -> MultiNext:
+    def call(c: Call) -> AsyncIterator[Response[Any]]:
+        return interceptor(c, next_)
+
+    return call

@@ -1,0 +1,138 @@
+"""The reply inbox: one subscription per bus connection, one reader, futures by token."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import weakref
+from collections.abc import Callable
+from typing import ClassVar
+
+from .._core import ClosedResourceError, Deadline, DeadlineExceeded, Message
+from ..bus import MessageBus, Overflow, Subscription
+from ._wire import INBOX_PREFIX
+
+__all__ = ["Inbox"]
+
+logger = logging.getLogger("busrpc.rpc")
+
+_INBOX_MAX_PENDING = 1 << 20  # replies are small and awaited: don't drop them under bursts
+
+
+class Inbox:
+    """Routes replies to the calls waiting for them.
+
+    Every call gets a fresh token; its reply subject is ``_INBOX.{client}.{token}``. Replies
+    resolve futures in a dict (no task per call), so a reply can only ever reach the call
+    that asked: a late reply finds no token and is dropped.
+    """
+
+    _by_bus: ClassVar[dict[int, Inbox]] = {}
+
+    def __init__(self, bus: MessageBus, client_id: str) -> None:
+        self._bus_ref = weakref.ref(bus)
+        self.bus = bus
+        self.client_id = client_id
+        self.prefix = f"{INBOX_PREFIX}{client_id}."
+        self._ids = itertools.count(1)
+        self._futures: dict[str, asyncio.Future[Message]] = {}
+        self._streams: dict[str, Callable[[Message], None]] = {}
+        self._sub: Subscription | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_bus(cls, bus: MessageBus) -> Inbox:
+        """The inbox of *bus* (one per connection, shared by every client on it)."""
+        inbox = cls._by_bus.get(id(bus))
+        if inbox is None or inbox._bus_ref() is not bus or inbox._closed():
+            inbox = cls._by_bus[id(bus)] = cls(bus, secrets.token_hex(8))
+        return inbox
+
+    def _closed(self) -> bool:
+        return self._reader is not None and self._reader.done()
+
+    async def wait_started(self) -> None:
+        """Subscribe the inbox once; concurrent first calls wait for the same start."""
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_future()
+            try:
+                sub = self.bus.subscribe(
+                    self.prefix + ">", max_pending=_INBOX_MAX_PENDING, overflow=Overflow.DROP_OLDEST
+                )
+                await sub.__aenter__()
+            except BaseException as exc:
+                self._ready.set_exception(exc)
+                self._ready.exception()  # retrieved: the first caller raises it below
+                self._ready = None
+                raise
+            self._sub = sub
+            self._reader = asyncio.get_running_loop().create_task(
+                self._read(sub), name=f"busrpc-inbox-{self.client_id}"
+            )
+            self._ready.set_result(None)
+        elif not self._ready.done():
+            await asyncio.shield(self._ready)
+
+    def next_token(self, deadline: Deadline) -> str:
+        """A new ``{request_id}.d{deadline_ms}`` token."""
+        return f"{next(self._ids):x}.d{deadline.to_wire()}"
+
+    async def request(self, message: Message, token: str, deadline: Deadline, what: str) -> Message:
+        """Publish *message* with reply ``{prefix}{token}`` and wait for the reply.
+
+        Raises:
+            DeadlineExceeded: no reply before *deadline* (*what* names the call).
+        """
+        if self._ready is None or not self._ready.done():
+            await self.wait_started()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Message] = loop.create_future()
+        self._futures[token] = future
+        timer = loop.call_at(deadline.when, _expire, future, what)
+        try:
+            await self.bus.publish(message)
+            return await future
+        finally:
+            timer.cancel()
+            self._futures.pop(token, None)
+
+    def open_stream(self, token: str, deliver: Callable[[Message], None]) -> None:
+        """Send every reply to ``{prefix}{token}`` to *deliver* until `close_stream`."""
+        self._streams[token] = deliver
+
+    def close_stream(self, token: str) -> None:
+        """Stop delivering replies for *token*."""
+        self._streams.pop(token, None)
+
+    async def _read(self, sub: Subscription) -> None:
+        prefix_len = len(self.prefix)
+        futures, streams = self._futures, self._streams
+        try:
+            async for message in sub:
+                token = message.subject[prefix_len:]
+                future = futures.pop(token, None)
+                if future is not None:
+                    if not future.done():
+                        future.set_result(message)
+                    continue
+                deliver = streams.get(token)
+                if deliver is not None:
+                    deliver(message)
+                elif logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("late reply dropped", extra={"subject": message.subject})
+        finally:
+            # The bus closed under us: nobody will answer the calls still waiting.
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(ClosedResourceError("the bus was closed"))
+            futures.clear()
+            if Inbox._by_bus.get(id(self.bus)) is self:
+                del Inbox._by_bus[id(self.bus)]
+
+
+def _expire(future: asyncio.Future[Message], what: str) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded(f"deadline exceeded waiting for {what}"))
