@@ -58,17 +58,21 @@ class _Broker:
         route = self.routes.get(subject)
         if route is not None:
             return route
-        matched = list(self.exact.get(subject, ()))
-        matched.extend(s for s in self.wild if subject_matches(s.subject, subject))
+        exact = self.exact.get(subject)
+        matched = list(exact) if exact else []
+        matched.extend(s for s in self.wild if s.matches(subject))
         broadcast = [s for s in matched if s.queue is None]
         groups: dict[tuple[str, str], list[MemorySubscription]] = {}
         for s in matched:
             if s.queue is not None:
                 groups.setdefault((s.subject, s.queue), []).append(s)
         route = (broadcast, [_Group(members) for members in groups.values()])
-        if len(self.routes) >= _ROUTE_CACHE_SIZE:
-            self.routes.clear()  # unique reply subjects must not grow the cache forever
-        self.routes[subject] = route
+        # Cache only subjects someone subscribed to by name: reply subjects are unique per
+        # call and would churn the cache for nothing.
+        if exact:
+            if len(self.routes) >= _ROUTE_CACHE_SIZE:
+                self.routes.clear()
+            self.routes[subject] = route
         return route
 
 
@@ -102,6 +106,16 @@ class MemorySubscription(BufferedSubscription):
     ) -> None:
         super().__init__(subject, queue=queue, max_pending=max_pending, overflow=overflow)
         self._bus = bus
+        # "a.b.>" patterns (every reply inbox) match by prefix: no token split per message
+        head = subject[:-1]
+        self._prefix = head if subject.endswith(".>") and not is_wildcard(head) else None
+
+    def matches(self, subject: str) -> bool:
+        """Whether a message on *subject* reaches this (wildcard) subscription."""
+        prefix = self._prefix
+        if prefix is not None:
+            return subject.startswith(prefix) and len(subject) > len(prefix)
+        return subject_matches(self.subject, subject)
 
     async def _start(self) -> None:
         self._bus._attach(self)
@@ -127,6 +141,7 @@ class MemoryBus:
         self._broker: _Broker | None = None
         self._subs: set[MemorySubscription] = set()
         self._published = 0
+        self._delivered_closed = 0
         self._dropped_closed = 0
 
     @classmethod
@@ -204,7 +219,7 @@ class MemoryBus:
         subs = [s.statistics() for s in self._subs]
         return BusStatistics(
             published=self._published,
-            delivered=sum(s.delivered for s in subs),
+            delivered=self._delivered_closed + sum(s.delivered for s in subs),
             dropped=sum(s.dropped for s in subs) + self._dropped_closed,
             subscriptions=len(self._subs),
         )
@@ -236,7 +251,9 @@ class MemoryBus:
     def _detach(self, sub: MemorySubscription) -> None:
         if sub in self._subs:
             self._subs.discard(sub)
-            self._dropped_closed += sub.statistics().dropped
+            stats = sub.statistics()
+            self._delivered_closed += stats.delivered
+            self._dropped_closed += stats.dropped
             if self._broker is not None:
                 self._broker.remove(sub)
 

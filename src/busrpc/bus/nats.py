@@ -48,6 +48,7 @@ _CONNECT_ERRORS: Final[ExceptionMap] = {
     OSError: ConnectError,
     TimeoutError: ConnectError,
 }
+_NATS_PENDING: Final = 512 * 1024  # nats-py's default pending_msgs_limit
 _NO_RESPONDERS_HEADERS: Final = {
     Headers.ERROR: "unavailable",
     Headers.NATS_ERROR_CODE: "503",
@@ -78,8 +79,13 @@ class NatsSubscription(BufferedSubscription):
                 self.subject,
                 queue=self.queue or "",
                 cb=self._on_msg,
-                # nats-py buffers too (before our callback runs): bound it the same way
-                pending_msgs_limit=self._max_pending,
+                # nats-py queues messages before our callback runs. Under BLOCK our
+                # callback waits for room, so that queue is the push-back: bound it like
+                # ours. Under DROP_OLDEST our callback never waits; nats-py's own limit
+                # (which drops the newest) must not be the one that bites.
+                pending_msgs_limit=(
+                    self._max_pending if self._overflow is Overflow.BLOCK else _NATS_PENDING
+                ),
             )
             # The SUB must reach the server before we say "live": a PING/PONG round trip.
             await nc.flush()

@@ -96,6 +96,7 @@ class RpcClient:
             self._unary_chain = None  # the fast path: no Call object at all
         self._multi_interceptors = list(multi_interceptors)
         self._base_cache: dict[tuple[Method[Any, Any], tuple[str, ...]], str] = {}
+        self._inbox: Inbox | None = None
 
     @property
     def client_id(self) -> str:
@@ -186,10 +187,12 @@ class RpcClient:
         else:
             data = codec.encode(request)
             headers = {**headers, Headers.CONTENT_TYPE: codec.content_type}
-        inbox = Inbox.for_bus(self.bus)
-        token = inbox.next_token(deadline)
-        message = Message(subject, data, headers, inbox.prefix + token)
-        reply = await inbox.request(message, token, deadline, subject)
+        inbox = self._inbox
+        if inbox is None or inbox.closed:
+            inbox = self._inbox = Inbox.for_bus(self.bus)
+        if not inbox.started:
+            await inbox.wait_started()
+        reply = await inbox.request(subject, data, headers, deadline)
         return _decode_reply(method, reply, subject)
 
     # -- affinity ------------------------------------------------------------------------

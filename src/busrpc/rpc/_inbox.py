@@ -47,12 +47,9 @@ class Inbox:
     def for_bus(cls, bus: MessageBus) -> Inbox:
         """The inbox of *bus* (one per connection, shared by every client on it)."""
         inbox = cls._by_bus.get(id(bus))
-        if inbox is None or inbox._bus_ref() is not bus or inbox._closed():
+        if inbox is None or inbox._bus_ref() is not bus or inbox.closed:
             inbox = cls._by_bus[id(bus)] = cls(bus, secrets.token_hex(8))
         return inbox
-
-    def _closed(self) -> bool:
-        return self._reader is not None and self._reader.done()
 
     async def wait_started(self) -> None:
         """Subscribe the inbox once; concurrent first calls wait for the same start."""
@@ -80,24 +77,39 @@ class Inbox:
         """A new ``{request_id}.d{deadline_ms}`` token."""
         return f"{next(self._ids):x}.d{deadline.to_wire()}"
 
-    async def request(self, message: Message, token: str, deadline: Deadline, what: str) -> Message:
-        """Publish *message* with reply ``{prefix}{token}`` and wait for the reply.
+    @property
+    def started(self) -> bool:
+        """Whether the inbox subscription is live."""
+        return self._ready is not None and self._ready.done()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the inbox's bus closed it (a new one is needed)."""
+        return self._reader is not None and self._reader.done()
+
+    async def request(
+        self, subject: str, data: bytes, headers: dict[str, str], deadline: Deadline
+    ) -> Message:
+        """Publish a request with a fresh reply token and wait for the reply.
+
+        The caller has awaited `wait_started`. The hot path of every unary call: one
+        future in a dict, one timer, one publish.
 
         Raises:
-            DeadlineExceeded: no reply before *deadline* (*what* names the call).
+            DeadlineExceeded: no reply before *deadline*.
         """
-        if self._ready is None or not self._ready.done():
-            await self.wait_started()
+        token = f"{next(self._ids):x}.d{deadline.to_wire()}"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
-        self._futures[token] = future
-        timer = loop.call_at(deadline.when, _expire, future, what)
+        futures = self._futures
+        futures[token] = future
+        timer = loop.call_at(deadline.when, _expire, future, subject)
         try:
-            await self.bus.publish(message)
+            await self.bus.publish(Message(subject, data, headers, self.prefix + token))
             return await future
         finally:
             timer.cancel()
-            self._futures.pop(token, None)
+            futures.pop(token, None)
 
     def open_stream(self, token: str, deliver: Callable[[Message], None]) -> None:
         """Send every reply to ``{prefix}{token}`` to *deliver* until `close_stream`."""

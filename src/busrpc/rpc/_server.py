@@ -18,7 +18,6 @@ from .._core import (
     ClosedResourceError,
     Codec,
     CodecError,
-    Deadline,
     ErrorCode,
     Headers,
     Message,
@@ -328,17 +327,19 @@ class RpcServer:
                 topic=route.topic,
             )
             token = _current.set(call)
+            # One timer per call that cancels the handler at the deadline: cheaper than
+            # asyncio.timeout_at, and the flag tells our cancel from kill() or the loop's.
+            expiry = _Expiry()
+            timer = asyncio.get_running_loop().call_at(deadline.when, expiry.fire)
             try:
-                timeout = asyncio.timeout_at(deadline.when)
-                try:
-                    async with timeout:
-                        result = await route.call(call)
-                except TimeoutError:
-                    if not timeout.expired():
-                        raise
-                    self._expired += 1  # the caller gets DeadlineExceeded on its side
-                    return
+                result = await route.call(call)
+            except asyncio.CancelledError:
+                if not expiry.fired:
+                    raise
+                self._expired += 1  # the caller gets DeadlineExceeded on its side
+                return
             finally:
+                timer.cancel()
                 _current.reset(token)
             data = codec.encode(result)
         except RpcError as exc:
@@ -431,11 +432,37 @@ class RpcServer:
             logger.warning("reply not sent", extra={"subject": message.subject}, exc_info=True)
 
 
+class _Expiry:
+    """Cancels the task that created it when the call's deadline passes."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self) -> None:
+        self.task = asyncio.current_task()
+        self.fired = False
+
+    def fire(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.fired = True
+            self.task.cancel()
+
+
 def _chain(interceptors: list[ServerInterceptor], handler: Handler) -> ServerNext:
     async def terminal(call: ServerCall) -> object:
         return await handler(call.request)
 
-    next_: ServerNext = terminal
+    async def terminal_after_interceptors(call: ServerCall) -> object:
+        if _current.get() is call:
+            return await handler(call.request)
+        # An interceptor passed on a changed call (headers, metadata): the handler's
+        # current_call() must show that one.
+        token = _current.set(call)
+        try:
+            return await handler(call.request)
+        finally:
+            _current.reset(token)
+
+    next_: ServerNext = terminal_after_interceptors if interceptors else terminal
     for interceptor in reversed(interceptors):
         next_ = _bind(interceptor, next_)
     return next_
@@ -446,7 +473,3 @@ def _bind(interceptor: ServerInterceptor, next_: ServerNext) -> ServerNext:
         return await interceptor(c, next_)
 
     return call
-
-
-def _unused(_: Deadline) -> None:  # pragma: no cover - keeps Deadline imported for typing
-    pass

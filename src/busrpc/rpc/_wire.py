@@ -93,8 +93,10 @@ def deadline_of(message: Message, default: float) -> Deadline:
             except ValueError:
                 pass
     reply = message.reply
-    if reply and reply.startswith(INBOX_PREFIX):
+    # Only busrpc's own inbox shape, _INBOX.<client>.<id>.d<ms> with a 13-digit (post-2001)
+    # millisecond stamp: another client's random reply token must never read as a deadline.
+    if reply and reply.startswith(INBOX_PREFIX) and reply.count(".") == 3:
         token = reply[reply.rfind(".") + 1 :]
-        if token[:1] == "d" and token[1:].isdigit():
+        if token[:1] == "d" and len(token) >= 14 and token[1:].isdigit():
             return Deadline.from_wire(int(token[1:]))
     return Deadline.after(default)
