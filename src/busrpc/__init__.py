@@ -5,6 +5,10 @@ Declare a service with `service` and `rpc`, serve it with `Server` on a bus from
 """
 
 from ._core import (
+    JSON,
+    MSGPACK,
+    PROTOBUF,
+    RAW,
     BusrpcError,
     ClosedResourceError,
     Codec,
@@ -46,9 +50,13 @@ __all__ = [
     "DeadlineExceeded",
     "ErrorCode",
     "Headers",
+    "JSON",
+    "MSGPACK",
     "Message",
     "MessageBus",
+    "PROTOBUF",
     "ProtocolError",
+    "RAW",
     "Response",
     "RpcError",
     "SelectionOpts",

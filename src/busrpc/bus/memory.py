@@ -188,6 +188,8 @@ class MemoryBus:
             raise TransportError(
                 f"message of {len(data)} bytes exceeds max payload of {self.max_payload}"
             )
+        if message.headers:  # what a real broker would do: the receiver gets its own copy
+            message = Message(message.subject, data, dict(message.headers), message.reply)
         self._published += 1
         broadcast, groups = broker.route(message.subject)
         for sub in broadcast:

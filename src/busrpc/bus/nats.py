@@ -88,6 +88,10 @@ class NatsSubscription(BufferedSubscription):
                 ),
             )
             # The SUB must reach the server before we say "live": a PING/PONG round trip.
+            # Twice: nats-py writes PING straight to the socket while the SUB may still
+            # wait in its pending buffer, so the first PONG can come before the server
+            # saw the SUB. By then the buffer has been written; the second PONG is proof.
+            await nc.flush()
             await nc.flush()
         self._bus._subs.add(self)
 

@@ -142,6 +142,13 @@ class RpcClient:
         subject = base if server_id is None else direct_subject(base, server_id)
         merged = {**self.headers, **headers} if headers else self.headers
         if self._unary_chain is None and not method.affinity:
+            # The fast path, inlined: no Call object, no extra coroutine.
+            if self.codec is None:
+                data = method.request_codec.encode(request)
+                inbox = self._inbox
+                if inbox is not None and inbox.started and not inbox.closed:
+                    reply = await inbox.request(subject, data, merged, deadline)
+                    return _decode_reply(method, reply, subject)
             return await self._request(method, request, subject, merged, deadline)
         call = Call(
             method=method,

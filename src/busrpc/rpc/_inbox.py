@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import secrets
@@ -12,6 +13,7 @@ from typing import ClassVar
 
 from .._core import ClosedResourceError, Deadline, DeadlineExceeded, Message
 from ..bus import MessageBus, Overflow, Subscription
+from ._timers import TimerWheel
 from ._wire import INBOX_PREFIX
 
 __all__ = ["Inbox"]
@@ -42,6 +44,7 @@ class Inbox:
         self._sub: Subscription | None = None
         self._ready: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._timers = TimerWheel()
 
     @classmethod
     def for_bus(cls, bus: MessageBus) -> Inbox:
@@ -103,12 +106,12 @@ class Inbox:
         future: asyncio.Future[Message] = loop.create_future()
         futures = self._futures
         futures[token] = future
-        timer = loop.call_at(deadline.when, _expire, future, subject)
+        timer = self._timers.add(deadline.when, functools.partial(_expire, future, subject))
         try:
             await self.bus.publish(Message(subject, data, headers, self.prefix + token))
             return await future
         finally:
-            timer.cancel()
+            self._timers.remove(timer)
             futures.pop(token, None)
 
     def open_stream(self, token: str, deliver: Callable[[Message], None]) -> None:
@@ -141,6 +144,7 @@ class Inbox:
                 if not future.done():
                     future.set_exception(ClosedResourceError("the bus was closed"))
             futures.clear()
+            self._timers.close()
             if Inbox._by_bus.get(id(self.bus)) is self:
                 del Inbox._by_bus[id(self.bus)]
 

@@ -28,6 +28,7 @@ from .._core import (
 from ..bus import MessageBus, Overflow, Subscription
 from ._call import ServerCall, ServerInterceptor, ServerNext, _current
 from ._method import Claim, Method, Topic, base_subject, claim_subject, direct_subject, topic_tokens
+from ._timers import TimerWheel
 from ._wire import deadline_of, error_message
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "RpcServer", "ServerStatistics"]
@@ -127,7 +128,8 @@ class RpcServer:
         self._topics: dict[tuple[Method[Any, Any], tuple[str, ...]], list[Subscription]] = {}
         self._subs: list[tuple[Subscription, asyncio.Task[None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(self.max_concurrency)
+        self._room: asyncio.Future[None] | None = None  # set while at max_concurrency
+        self._timers = TimerWheel()
         self._state = "new"  # new -> serving -> closing -> closed
         self._killing = False
         self._received = self._succeeded = self._failed = self._expired = 0
@@ -222,6 +224,7 @@ class RpcServer:
         if tasks:
             await asyncio.wait(tasks)
         self._state = "closed"
+        self._timers.close()
         logger.info("stopped", extra={"server_id": self.server_id})
 
     def statistics(self) -> ServerStatistics:
@@ -290,12 +293,15 @@ class RpcServer:
             await asyncio.wait(readers)
 
     async def _read(self, sub: Subscription, route: _Route) -> None:
-        slots = self._slots
         loop = asyncio.get_running_loop()
         tasks = self._tasks
+        limit = self.max_concurrency
         async for message in sub:
             self._received += 1
-            await slots.acquire()  # bounded: at most max_concurrency handlers at once
+            while len(tasks) >= limit:  # bounded: the rest waits in the subscription
+                if self._room is None:
+                    self._room = loop.create_future()
+                await self._room
             if route.claim:
                 task = loop.create_task(self._claim(message, route))
             else:
@@ -305,7 +311,11 @@ class RpcServer:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._slots.release()
+        room = self._room
+        if room is not None:
+            self._room = None
+            if not room.done():
+                room.set_result(None)
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -327,10 +337,10 @@ class RpcServer:
                 topic=route.topic,
             )
             token = _current.set(call)
-            # One timer per call that cancels the handler at the deadline: cheaper than
-            # asyncio.timeout_at, and the flag tells our cancel from kill() or the loop's.
+            # Cancel the handler at the deadline (a timer wheel entry: far cheaper than
+            # asyncio.timeout_at); the flag tells our cancel from kill()'s or the loop's.
             expiry = _Expiry()
-            timer = asyncio.get_running_loop().call_at(deadline.when, expiry.fire)
+            timer = self._timers.add(deadline.when, expiry.fire)
             try:
                 result = await route.call(call)
             except asyncio.CancelledError:
@@ -339,7 +349,7 @@ class RpcServer:
                 self._expired += 1  # the caller gets DeadlineExceeded on its side
                 return
             finally:
-                timer.cancel()
+                self._timers.remove(timer)
                 _current.reset(token)
             data = codec.encode(result)
         except RpcError as exc:
