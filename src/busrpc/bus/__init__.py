@@ -13,6 +13,7 @@ from ._protocol import (
     Overflow,
     Subscription,
     SubscriptionStatistics,
+    SupportsListen,
     SupportsRequest,
 )
 from ._subjects import subject_matches, validate_subject
@@ -25,6 +26,7 @@ __all__ = [
     "Overflow",
     "Subscription",
     "SubscriptionStatistics",
+    "SupportsListen",
     "SupportsRequest",
     "connect",
     "register_transport",

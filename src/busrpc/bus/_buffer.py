@@ -6,7 +6,7 @@ import asyncio
 import logging
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from .._core import ClosedResourceError, Message
 from ._protocol import Overflow, SubscriptionStatistics
@@ -42,6 +42,7 @@ class BufferedSubscription:
         self._overflowing = False  # warn once per episode, not once per message
         self._started = False
         self._closed = False
+        self._listener: Callable[[Message | None], None] | None = None
 
     # -- the transport side -------------------------------------------------------------
 
@@ -54,6 +55,11 @@ class BufferedSubscription:
     def _put_nowait(self, message: Message) -> bool:
         """Buffer *message*; False when full under ``BLOCK`` (caller must `_put`)."""
         if self._closed:
+            return True
+        listener = self._listener
+        if listener is not None:
+            self._delivered += 1
+            listener(message)
             return True
         if len(self._buffer) >= self._max_pending:
             if self._overflow is Overflow.BLOCK:
@@ -90,6 +96,9 @@ class BufferedSubscription:
 
     def _close_buffer(self) -> None:
         self._closed = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener(None)
         self._buffer.clear()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
@@ -147,6 +156,15 @@ class BufferedSubscription:
             return await self.receive()
         except ClosedResourceError:
             raise StopAsyncIteration from None
+
+    def listen(self, callback: Callable[[Message | None], None]) -> None:
+        """Deliver every message to *callback* as it arrives, instead of buffering it.
+
+        The callback runs in the transport's delivery path: it must not block or raise.
+        It receives ``None`` once, when the subscription closes. Messages already buffered
+        stay for `receive`.
+        """
+        self._listener = callback
 
     def statistics(self) -> SubscriptionStatistics:
         """Counters of this subscription."""

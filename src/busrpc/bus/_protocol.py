@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
@@ -18,6 +18,7 @@ __all__ = [
     "Overflow",
     "Subscription",
     "SubscriptionStatistics",
+    "SupportsListen",
     "SupportsRequest",
 ]
 
@@ -129,6 +130,18 @@ class MessageBus(AbstractAsyncContextManager["MessageBus", None], Protocol):
 
     async def aclose(self) -> None:
         """Close every subscription and the connection (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class SupportsListen(Protocol):
+    """Optional capability of a `Subscription`: push delivery to a callback.
+
+    Saves a task hop per message for consumers that only dispatch (the rpc reply inbox).
+    """
+
+    def listen(self, callback: Callable[[Message | None], None]) -> None:
+        """Call *callback* with each message as it arrives, and with ``None`` on close."""
         ...
 
 

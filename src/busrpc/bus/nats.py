@@ -103,6 +103,12 @@ class NatsSubscription(BufferedSubscription):
         try:
             with map_exceptions(_NATS_ERRORS):
                 await sub.unsubscribe()
+                # Confirm the UNSUB as _start confirms the SUB: until the server has it,
+                # it still routes messages here, and nats-py drops them without a word
+                # (a request gets no "no responders", its caller waits for the deadline).
+                nc = self._bus._live()
+                await nc.flush()
+                await nc.flush()
         except (ClosedResourceError, TransportError):
             pass  # the connection is gone: so is the subscription
 

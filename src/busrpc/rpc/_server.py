@@ -56,7 +56,7 @@ class ServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     expired: int
     """Calls dropped because the caller's deadline passed (before or during the handler)."""
     in_flight: int
-    """Handlers running now."""
+    """Handlers running now (a call leaves this count before its reply is sent)."""
 
 
 class _Route:
@@ -133,6 +133,7 @@ class RpcServer:
         self._state = "new"  # new -> serving -> closing -> closed
         self._killing = False
         self._received = self._succeeded = self._failed = self._expired = 0
+        self._in_flight = 0
 
     # -- configuration -------------------------------------------------------------------
 
@@ -234,7 +235,7 @@ class RpcServer:
             succeeded=self._succeeded,
             failed=self._failed,
             expired=self._expired,
-            in_flight=len(self._tasks),
+            in_flight=self._in_flight,
         )
 
     def __del__(self) -> None:
@@ -341,6 +342,7 @@ class RpcServer:
             # asyncio.timeout_at); the flag tells our cancel from kill()'s or the loop's.
             expiry = _Expiry()
             timer = self._timers.add(deadline.when, expiry.fire)
+            self._in_flight += 1
             try:
                 result = await route.call(call)
             except asyncio.CancelledError:
@@ -349,6 +351,9 @@ class RpcServer:
                 self._expired += 1  # the caller gets DeadlineExceeded on its side
                 return
             finally:
+                # Done before the reply goes out: a caller that has its answer never sees
+                # its own call still counted in flight.
+                self._in_flight -= 1
                 self._timers.remove(timer)
                 _current.reset(token)
             data = codec.encode(result)
