@@ -129,18 +129,25 @@ class NatsBus:
 
     Connection options pass through to `nats.connect` (``name``, ``user_credentials``,
     ``tls``, ``max_reconnect_attempts``, ...); URL query parameters do too
-    (``nats://host:4222?name=orders``).
+    (``nats://host:4222?name=orders``); several servers are comma-separated. Entering
+    tries each server *connect_attempts* times and raises `ConnectError` if none answers.
 
     Example:
         >>> async with NatsBus("nats://127.0.0.1:4222") as bus:
         ...     await bus.publish(Message("orders.created", b"{}"))
     """
 
-    def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
+    def __init__(
+        self, url: str = "nats://127.0.0.1:4222", *, connect_attempts: int = 1, **options: Any
+    ) -> None:
         self._closed = True  # until __aenter__ succeeds there is nothing to leak
         self._entered = False
         self._url, query = _split_url(url)
         self._options: dict[str, Any] = {**query, **options}
+        if connect_attempts < 1:
+            raise ValueError("connect_attempts must be at least 1")
+        self._connect_attempts = connect_attempts
+        self._connect_budget: int | None = None
         self._nc: Client | None = None
         self._subs: set[NatsSubscription] = set()
         self._published = 0
@@ -167,8 +174,16 @@ class NatsBus:
             raise RuntimeError("a bus can be entered only once")
         self._entered = True
         options = {"error_cb": self._on_error, **self._options}
-        with map_exceptions(_CONNECT_ERRORS):
-            self._nc = await nats.connect(self._url, **options)
+        servers = [u.strip() for u in self._url.split(",") if u.strip()]
+        # nats-py retries the first connection as it would a reconnect (60 x 2 s by
+        # default): fail fast instead, after `connect_attempts` tries of each server, as
+        # nats.go does. Reconnects after a successful connect keep nats-py's settings.
+        self._connect_budget = self._connect_attempts * len(servers)
+        try:
+            with map_exceptions(_CONNECT_ERRORS):
+                self._nc = await nats.connect(servers, **options)
+        finally:
+            self._connect_budget = None
         self._closed = False
         logger.info("connected", extra={"url": _redact(self._url)})
         return self
@@ -245,6 +260,12 @@ class NatsBus:
             self._dropped_closed += stats.dropped
 
     async def _on_error(self, exc: Exception) -> None:
+        if self._connect_budget is not None:  # still in __aenter__: the first connect
+            self._connect_budget -= 1
+            if self._connect_budget <= 0:
+                raise ConnectError(f"cannot connect to {_redact(self._url)}: {exc!r}") from exc
+            logger.warning("connection error, retrying", extra={"error": repr(exc)})
+            return
         if isinstance(exc, nats.errors.SlowConsumerError):
             for sub in self._subs:  # nats-py's own buffer overflowed before our callback ran
                 if sub._sub is exc.sub:

@@ -12,4 +12,4 @@ def main() -> None:
             f"busrpc: the command line needs its extra: pip install 'busrpc[cli]' ({exc})\n"
         )
         raise SystemExit(1) from None
-    app()
+    app(prog_name="busrpc")

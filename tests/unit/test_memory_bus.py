@@ -1,0 +1,156 @@
+"""The in-process bus: NATS semantics without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import uuid
+
+import pytest
+
+from busrpc import ClosedResourceError, Headers, Message, TransportError
+from busrpc.bus import Overflow, Subscription
+from busrpc.testing import MemoryBus, check_message_bus
+
+
+def fresh() -> MemoryBus:
+    """A bus on a broker no other test uses."""
+    return MemoryBus(f"unit-{uuid.uuid4().hex}")
+
+
+async def test_buses_with_the_same_name_share_a_broker() -> None:
+    name = f"unit-{uuid.uuid4().hex}"
+    async with (
+        MemoryBus(name) as a,
+        MemoryBus(name) as b,
+        MemoryBus(f"{name}-2") as c,
+        a.subscribe("s") as sub_a,
+        c.subscribe("s") as sub_c,
+    ):
+        await b.publish(Message("s", b"shared"))
+        await c.publish(Message("s", b"separate"))
+        assert (await sub_a.receive()).data == b"shared"
+        assert (await sub_c.receive()).data == b"separate"
+        assert sub_a.statistics().pending == 0  # "separate" did not cross brokers
+
+
+async def test_queue_group_members_take_turns() -> None:
+    async with (
+        fresh() as bus,
+        bus.subscribe("q", queue="g") as m1,
+        bus.subscribe("q", queue="g") as m2,
+    ):
+        for i in range(4):
+            await bus.publish(Message("q", str(i).encode()))
+        assert m1.statistics().pending == 2
+        assert m2.statistics().pending == 2
+
+
+async def test_drop_oldest_keeps_the_newest() -> None:
+    async with fresh() as bus, bus.subscribe("s", max_pending=2) as sub:
+        for i in range(5):
+            await bus.publish(Message("s", str(i).encode()))
+        assert sub.statistics().dropped == 3
+        assert bus.statistics().dropped == 3
+        assert [(await sub.receive()).data for _ in range(2)] == [b"3", b"4"]
+
+
+async def test_block_makes_the_publisher_wait_for_room() -> None:
+    async with fresh() as bus, bus.subscribe("s", max_pending=1, overflow=Overflow.BLOCK) as sub:
+        await bus.publish(Message("s", b"1"))
+        started, published = asyncio.Event(), asyncio.Event()
+
+        async def publish_second() -> None:
+            started.set()
+            await bus.publish(Message("s", b"2"))
+            published.set()
+
+        task = asyncio.create_task(publish_second())
+        await started.wait()  # the task ran until publish() had to wait
+        assert not published.is_set()
+        assert (await sub.receive()).data == b"1"
+        await task
+        assert published.is_set()
+        assert (await sub.receive()).data == b"2"
+        assert sub.statistics().dropped == 0
+
+
+async def test_request_without_subscribers_gets_no_responders() -> None:
+    async with fresh() as bus, bus.subscribe("replies.>") as replies:
+        await bus.publish(Message("nobody.home", b"{}", reply="replies.1"))
+        reply = await replies.receive()
+    assert reply.subject == "replies.1"
+    assert reply.headers[Headers.ERROR] == "unavailable"
+    assert reply.headers[Headers.NATS_ERROR_CODE] == "503"
+
+
+async def test_publish_without_reply_and_subscribers_is_silent() -> None:
+    async with fresh() as bus:
+        await bus.publish(Message("nobody.home", b"{}"))
+        assert bus.statistics().published == 1
+
+
+async def test_data_must_be_bytes() -> None:
+    async with fresh() as bus:
+        with pytest.raises(TypeError, match="bytes"):
+            await bus.publish(Message("s", bytearray(b"x")))  # type: ignore[arg-type]
+
+
+async def test_payload_over_max_payload_is_refused() -> None:
+    async with MemoryBus(f"unit-{uuid.uuid4().hex}", max_payload=10) as bus:
+        with pytest.raises(TransportError, match="max payload"):
+            await bus.publish(Message("s", b"x" * 11))
+        await bus.publish(Message("s", b"x" * 10))
+
+
+@pytest.mark.parametrize("subject", ["", "a..b", "a.>.b", "a b", ".a", "a."])
+async def test_invalid_subjects_are_refused(subject: str) -> None:
+    async with fresh() as bus:
+        with pytest.raises(ValueError):
+            bus.subscribe(subject)
+
+
+async def test_a_bus_is_entered_once() -> None:
+    async with fresh() as bus:
+        with pytest.raises(RuntimeError):
+            await bus.__aenter__()
+
+
+async def test_publish_before_entering_raises() -> None:
+    with pytest.raises(ClosedResourceError, match="enter"):
+        await fresh().publish(Message("s"))
+
+
+async def test_receive_before_entering_the_subscription_raises() -> None:
+    async with fresh() as bus:
+        with pytest.raises(RuntimeError, match="enter"):
+            await bus.subscribe("s").receive()
+
+
+async def test_closing_the_bus_ends_every_iteration() -> None:
+    async with fresh() as bus:
+        subs: list[Subscription] = [await bus.subscribe(s).__aenter__() for s in ("a", "b.>")]
+        consumers = [asyncio.create_task(_drain(s)) for s in subs]
+        await bus.publish(Message("a", b"1"))
+        await bus.aclose()
+        async with asyncio.timeout(5):
+            results = await asyncio.gather(*consumers)
+        assert bus.statistics().subscriptions == 0
+    assert all(isinstance(r, list) for r in results)
+
+
+async def _drain(sub: Subscription) -> list[bytes]:
+    return [m.data async for m in sub]
+
+
+async def test_unclosed_bus_warns() -> None:
+    bus = fresh()
+    await bus.__aenter__()
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del bus
+        gc.collect()
+
+
+async def test_memory_bus_passes_the_conformance_checks() -> None:
+    name = f"unit-{uuid.uuid4().hex}"
+    await check_message_bus(lambda: MemoryBus(name))
