@@ -30,10 +30,13 @@ class Deadline:
         ...     await do_work()
     """
 
-    __slots__ = ("_when",)
+    __slots__ = ("when",)
+
+    when: float
+    """The deadline on the loop's clock (`loop.time()`). Read it; don't change it."""
 
     def __init__(self, when: float) -> None:
-        self._when = when  # loop.time() clock: what asyncio.timeout_at takes
+        self.when = when  # loop.time() clock: what asyncio.timeout_at takes
 
     @classmethod
     def after(cls, seconds: float) -> Deadline:
@@ -45,33 +48,28 @@ class Deadline:
         """The deadline a peer sent as Unix epoch milliseconds."""
         return cls.after(unix_ms / 1000 - time.time())
 
-    @property
-    def when(self) -> float:
-        """The deadline on the loop's clock (`loop.time()`)."""
-        return self._when
-
     def to_wire(self) -> int:
         """Unix epoch milliseconds, for `Busrpc-Deadline`."""
         return int((time.time() + self.remaining()) * 1000)
 
     def remaining(self) -> float:
         """Seconds left, never negative."""
-        return max(0.0, self._when - asyncio.get_running_loop().time())
+        return max(0.0, self.when - asyncio.get_running_loop().time())
 
     def expired(self) -> bool:
         """Whether the deadline has passed."""
-        return self._when <= asyncio.get_running_loop().time()
+        return self.when <= asyncio.get_running_loop().time()
 
     def earliest(self, other: Deadline | None) -> Deadline:
         """The sooner of this deadline and *other* (nested calls inherit the tighter one)."""
-        if other is None or self._when <= other._when:
+        if other is None or self.when <= other.when:
             return self
         return other
 
     @contextlib.asynccontextmanager
     async def scope(self) -> AsyncIterator[None]:
         """Run the body under this deadline; raise `DeadlineExceeded` when it passes."""
-        timeout = asyncio.timeout_at(self._when)
+        timeout = asyncio.timeout_at(self.when)
         try:
             async with timeout:
                 yield
@@ -84,4 +82,4 @@ class Deadline:
         try:
             return f"Deadline(remaining={self.remaining():.3f}s)"
         except RuntimeError:  # no running loop
-            return f"Deadline(when={self._when:.3f})"
+            return f"Deadline(when={self.when:.3f})"

@@ -152,6 +152,10 @@ class BufferedSubscription:
         return self
 
     async def __anext__(self) -> Message:
+        buffer = self._buffer
+        if buffer and not self._room:  # the common case under load: no await at all
+            self._delivered += 1
+            return buffer.popleft()
         try:
             return await self.receive()
         except ClosedResourceError:

@@ -23,6 +23,7 @@ DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
 """Largest ``data`` a memory bus accepts, as NATS's default ``max_payload``."""
 
 _ROUTE_CACHE_SIZE: Final = 4096
+_NO_GROUPS: Final[list[_Group]] = []
 
 
 class _Broker:
@@ -59,14 +60,18 @@ class _Broker:
         if route is not None:
             return route
         exact = self.exact.get(subject)
-        matched = list(exact) if exact else []
-        matched.extend(s for s in self.wild if s.matches(subject))
-        broadcast = [s for s in matched if s.queue is None]
-        groups: dict[tuple[str, str], list[MemorySubscription]] = {}
-        for s in matched:
-            if s.queue is not None:
-                groups.setdefault((s.subject, s.queue), []).append(s)
-        route = (broadcast, [_Group(members) for members in groups.values()])
+        matched = [s for s in self.wild if s.matches(subject)]
+        if exact:
+            matched = exact + matched
+        if all(s.queue is None for s in matched):
+            route = (matched, _NO_GROUPS)  # the common case: replies, events, multi
+        else:
+            groups: dict[tuple[str, str], list[MemorySubscription]] = {}
+            for s in matched:
+                if s.queue is not None:
+                    groups.setdefault((s.subject, s.queue), []).append(s)
+            broadcast = [s for s in matched if s.queue is None]
+            route = (broadcast, [_Group(members) for members in groups.values()])
         # Cache only subjects someone subscribed to by name: reply subjects are unique per
         # call and would churn the cache for nothing.
         if exact:
@@ -180,7 +185,10 @@ class MemoryBus:
             TransportError: ``data`` is larger than ``max_payload``.
             TypeError: ``data`` is not ``bytes``.
         """
-        broker = self._live()
+        broker = self._broker
+        if self._closed or broker is None:
+            self._live()  # raises the right ClosedResourceError
+            return
         data = message.data
         if type(data) is not bytes:
             raise TypeError(f"message data must be bytes, not {type(data).__name__}")

@@ -62,12 +62,22 @@ class ServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
 class _Route:
     """How one subscription's messages are handled."""
 
-    __slots__ = ("affinity", "call", "claim", "codec", "method", "reply_headers", "topic")
+    __slots__ = (
+        "affinity",
+        "call",
+        "claim",
+        "codec",
+        "direct",
+        "method",
+        "reply_headers",
+        "topic",
+    )
 
     def __init__(
         self,
         method: Method[Any, Any],
         call: ServerNext,
+        direct: Handler | None,
         topic: tuple[str, ...],
         *,
         claim: bool,
@@ -76,6 +86,7 @@ class _Route:
     ) -> None:
         self.method = method
         self.call = call
+        self.direct = direct  # the handler itself when no interceptor wraps it
         self.topic = topic
         self.claim = claim
         self.affinity = affinity
@@ -124,7 +135,9 @@ class RpcServer:
         self.max_message_size = max_message_size
         self.shutdown_grace = shutdown_grace
         self._interceptors = list(interceptors)
-        self._methods: dict[Method[Any, Any], tuple[ServerNext, AffinityFn | None]] = {}
+        self._methods: dict[
+            Method[Any, Any], tuple[ServerNext, Handler | None, AffinityFn | None]
+        ] = {}
         self._topics: dict[tuple[Method[Any, Any], tuple[str, ...]], list[Subscription]] = {}
         self._subs: list[tuple[Subscription, asyncio.Task[None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -149,7 +162,8 @@ class RpcServer:
             raise RuntimeError("add methods before the server starts")
         if method.affinity and affinity is None:
             raise TypeError(f"{method.service}.{method.name} is an affinity method: pass affinity=")
-        self._methods[method] = (_chain(self._interceptors, handler), affinity)
+        direct = None if self._interceptors else handler
+        self._methods[method] = (_chain(self._interceptors, handler), direct, affinity)
 
     async def register_topic(self, method: Method[Any, Any], topic: Topic) -> None:
         """Start serving *method* on *topic* (methods declared with ``topics=True``)."""
@@ -248,9 +262,11 @@ class RpcServer:
     # -- subscriptions -------------------------------------------------------------------
 
     async def _subscribe_method(self, method: Method[Any, Any], topic: tuple[str, ...]) -> None:
-        call, affinity = self._methods[method]
+        call, direct, affinity = self._methods[method]
         base = base_subject(self.namespace, method, topic)
-        route = _Route(method, call, topic, claim=False, affinity=None, server_id=self.server_id)
+        route = _Route(
+            method, call, direct, topic, claim=False, affinity=None, server_id=self.server_id
+        )
         queue = None if method.multi else method.service
         subs = [
             await self._subscribe(base, queue, route),
@@ -258,7 +274,7 @@ class RpcServer:
         ]
         if method.affinity:
             claim = _Route(
-                method, call, topic, claim=True, affinity=affinity, server_id=self.server_id
+                method, call, direct, topic, claim=True, affinity=affinity, server_id=self.server_id
             )
             subs.append(await self._subscribe(claim_subject(base), None, claim))
         if method.topics:
@@ -306,7 +322,9 @@ class RpcServer:
             if route.claim:
                 task = loop.create_task(self._claim(message, route))
             else:
-                task = loop.create_task(self._handle(message, route))
+                expiry = _Expiry()
+                task = loop.create_task(self._handle(message, route, expiry))
+                expiry.task = task
             tasks.add(task)
             task.add_done_callback(self._done)
 
@@ -320,9 +338,10 @@ class RpcServer:
 
     # -- calls ---------------------------------------------------------------------------
 
-    async def _handle(self, message: Message, route: _Route) -> None:
-        deadline = deadline_of(message, self.default_timeout)
-        if deadline.expired():
+    async def _handle(self, message: Message, route: _Route, expiry: _Expiry) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = deadline_of(message, self.default_timeout, loop.time())
+        if deadline.when <= loop.time():
             self._expired += 1  # the caller has given up already
             return
         reply = message.reply
@@ -340,11 +359,11 @@ class RpcServer:
             token = _current.set(call)
             # Cancel the handler at the deadline (a timer wheel entry: far cheaper than
             # asyncio.timeout_at); the flag tells our cancel from kill()'s or the loop's.
-            expiry = _Expiry()
             timer = self._timers.add(deadline.when, expiry.fire)
             self._in_flight += 1
             try:
-                result = await route.call(call)
+                direct = route.direct
+                result = await (route.call(call) if direct is None else direct(request))
             except asyncio.CancelledError:
                 if not expiry.fired:
                     raise
@@ -387,11 +406,18 @@ class RpcServer:
                 await self._publish(error_message(reply, error, self.server_id))
             return
         self._succeeded += 1
-        if reply and not deadline.expired():
-            headers = route.reply_headers
-            if codec is not route.method.response_codec:
-                headers = {**(headers or {}), Headers.CONTENT_TYPE: codec.content_type}
-            await self._publish(Message(reply, data, headers or {}))
+        if not reply or deadline.when <= loop.time():
+            return  # a plain publish, or the caller has given up: nobody reads a reply
+        headers = route.reply_headers
+        if codec is not route.method.response_codec:
+            headers = {**(headers or {}), Headers.CONTENT_TYPE: codec.content_type}
+        try:
+            if headers is None:
+                await self.bus.publish(Message(reply, data))
+            else:
+                await self.bus.publish(Message(reply, data, headers))
+        except (TransportError, ClosedResourceError):
+            logger.warning("reply not sent", extra={"subject": reply}, exc_info=True)
 
     def _decode(self, message: Message, route: _Route) -> tuple[object, Codec]:
         """Decode the request; the reply uses the request's codec."""
@@ -448,12 +474,12 @@ class RpcServer:
 
 
 class _Expiry:
-    """Cancels the task that created it when the call's deadline passes."""
+    """Cancels its handler task when the call's deadline passes."""
 
     __slots__ = ("fired", "task")
 
     def __init__(self) -> None:
-        self.task = asyncio.current_task()
+        self.task: asyncio.Task[None] | None = None
         self.fired = False
 
     def fire(self) -> None:

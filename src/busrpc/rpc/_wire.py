@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 
 from .._core import Deadline, ErrorCode, Headers, Message, RpcError, rpc_error
@@ -82,14 +84,17 @@ def error_of(message: Message, subject: str) -> RpcError:
     return rpc_error(code, text, details)
 
 
-def deadline_of(message: Message, default: float) -> Deadline:
-    """The caller's deadline: ``Busrpc-Deadline``, else the reply token, else *default* s."""
+def deadline_of(message: Message, default: float, now: float) -> Deadline:
+    """The caller's deadline: ``Busrpc-Deadline``, else the reply token, else *default* s.
+
+    *now* is the loop's time (``loop.time()``).
+    """
     headers = message.headers
     if headers:
         wire = headers.get(Headers.DEADLINE)
         if wire is not None:
             try:
-                return Deadline.from_wire(int(wire))
+                return Deadline(now + int(wire) / 1000 - time.time())
             except ValueError:
                 pass
     reply = message.reply
@@ -98,5 +103,5 @@ def deadline_of(message: Message, default: float) -> Deadline:
     if reply and reply.startswith(INBOX_PREFIX) and reply.count(".") == 3:
         token = reply[reply.rfind(".") + 1 :]
         if token[:1] == "d" and len(token) >= 14 and token[1:].isdigit():
-            return Deadline.from_wire(int(token[1:]))
-    return Deadline.after(default)
+            return Deadline(now + int(token[1:]) / 1000 - time.time())
+    return Deadline(now + default)
