@@ -28,6 +28,7 @@ from .._core import (
 from ..bus import MessageBus, Overflow, Subscription
 from ._call import ServerCall, ServerInterceptor, ServerNext, _current
 from ._method import Claim, Method, Topic, base_subject, claim_subject, direct_subject, topic_tokens
+from ._pool import WorkerPool
 from ._timers import TimerWheel
 from ._wire import deadline_of, error_message
 
@@ -140,8 +141,9 @@ class RpcServer:
         ] = {}
         self._topics: dict[tuple[Method[Any, Any], tuple[str, ...]], list[Subscription]] = {}
         self._subs: list[tuple[Subscription, asyncio.Task[None]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._room: asyncio.Future[None] | None = None  # set while at max_concurrency
+        self._pool: WorkerPool[tuple[Message, _Route]] = WorkerPool(
+            self._handle, self.max_concurrency, self.max_concurrency
+        )
         self._timers = TimerWheel()
         self._state = "new"  # new -> serving -> closing -> closed
         self._killing = False
@@ -219,25 +221,29 @@ class RpcServer:
             self._state = "closed" if self._state == "new" else self._state
             return
         self._state = "closing"
-        logger.info("draining", extra={"server_id": self.server_id, "in_flight": len(self._tasks)})
+        logger.info("draining", extra={"server_id": self.server_id, "in_flight": self._in_flight})
         await self._unsubscribe_all()
-        if self._tasks:
-            grace = self.shutdown_grace if grace is None else grace
-            await asyncio.wait(set(self._tasks), timeout=grace)
+        grace = self.shutdown_grace if grace is None else grace
+        try:
+            async with asyncio.timeout(grace):
+                await self._pool.wait_drained()
+        except TimeoutError:
+            logger.warning("grace period over", extra={"server_id": self.server_id})
         await self.kill()
 
     async def kill(self) -> None:
-        """Stop now: unsubscribe, and answer every running call ``unavailable``."""
+        """Stop now: unsubscribe, and answer every running or queued call ``unavailable``."""
         if self._state == "closed":
             return
         self._state = "closing"
         await self._unsubscribe_all()
         self._killing = True
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        error = RpcError(ErrorCode.UNAVAILABLE, "server is shutting down")
+        for message, route in self._pool.take_queued():
+            if message.reply and not route.claim:
+                self._failed += 1
+                await self._publish(error_message(message.reply, error, self.server_id))
+        await self._pool.cancel_running()
         self._state = "closed"
         self._timers.close()
         logger.info("stopped", extra={"server_id": self.server_id})
@@ -310,35 +316,19 @@ class RpcServer:
             await asyncio.wait(readers)
 
     async def _read(self, sub: Subscription, route: _Route) -> None:
-        loop = asyncio.get_running_loop()
-        tasks = self._tasks
-        limit = self.max_concurrency
+        pool = self._pool
         async for message in sub:
             self._received += 1
-            while len(tasks) >= limit:  # bounded: the rest waits in the subscription
-                if self._room is None:
-                    self._room = loop.create_future()
-                await self._room
-            if route.claim:
-                task = loop.create_task(self._claim(message, route))
-            else:
-                expiry = _Expiry()
-                task = loop.create_task(self._handle(message, route, expiry))
-                expiry.task = task
-            tasks.add(task)
-            task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        room = self._room
-        if room is not None:
-            self._room = None
-            if not room.done():
-                room.set_result(None)
+            if not pool.submit_nowait((message, route)):
+                await pool.submit((message, route))  # bounded: the rest waits in `sub`
 
     # -- calls ---------------------------------------------------------------------------
 
-    async def _handle(self, message: Message, route: _Route, expiry: _Expiry) -> None:
+    async def _handle(self, item: tuple[Message, _Route]) -> None:
+        message, route = item
+        if route.claim:
+            await self._claim(message, route)
+            return
         loop = asyncio.get_running_loop()
         deadline = deadline_of(message, self.default_timeout, loop.time())
         if deadline.when <= loop.time():
@@ -359,6 +349,7 @@ class RpcServer:
             token = _current.set(call)
             # Cancel the handler at the deadline (a timer wheel entry: far cheaper than
             # asyncio.timeout_at); the flag tells our cancel from kill()'s or the loop's.
+            expiry = _Expiry()
             timer = self._timers.add(deadline.when, expiry.fire)
             self._in_flight += 1
             try:
@@ -367,6 +358,7 @@ class RpcServer:
             except asyncio.CancelledError:
                 if not expiry.fired:
                     raise
+                expiry.consumed()
                 self._expired += 1  # the caller gets DeadlineExceeded on its side
                 return
             finally:
@@ -479,13 +471,18 @@ class _Expiry:
     __slots__ = ("fired", "task")
 
     def __init__(self) -> None:
-        self.task: asyncio.Task[None] | None = None
+        self.task = asyncio.current_task()  # the worker running the call
         self.fired = False
 
     def fire(self) -> None:
         if self.task is not None and not self.task.done():
             self.fired = True
             self.task.cancel()
+
+    def consumed(self) -> None:
+        """The handler ended with our cancellation: the worker lives on, uncancelled."""
+        if self.task is not None:
+            self.task.uncancel()
 
 
 def _chain(interceptors: list[ServerInterceptor], handler: Handler) -> ServerNext:
