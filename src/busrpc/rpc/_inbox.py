@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import secrets
@@ -44,7 +43,7 @@ class Inbox:
         self._sub: Subscription | None = None
         self._ready: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._timers = TimerWheel()
+        self._timers: TimerWheel[str] = TimerWheel(self._expire)
         self._closed_flag = False
 
     @classmethod
@@ -112,12 +111,14 @@ class Inbox:
         future: asyncio.Future[Message] = loop.create_future()
         futures = self._futures
         futures[token] = future
-        timer = self._timers.add(deadline.when, functools.partial(_expire, future, subject))
+        slot = self._timers.add(deadline.when, token)
         try:
             await self.bus.publish(Message(subject, data, headers, self.prefix + token))
             return await future
+        except _Expired:
+            raise DeadlineExceeded(f"deadline exceeded waiting for {subject}") from None
         finally:
-            self._timers.remove(timer)
+            self._timers.remove(slot, token)
             futures.pop(token, None)
 
     def open_stream(self, token: str, deliver: Callable[[Message], None]) -> None:
@@ -131,8 +132,18 @@ class Inbox:
     def _on_message(self, message: Message | None) -> None:
         if message is None:
             self._close()
-        else:
-            self._dispatch(message)
+            return
+        future = self._futures.pop(message.subject[len(self.prefix) :], None)
+        if future is not None:  # the hot path, inlined: a unary reply
+            if not future.done():
+                future.set_result(message)
+            return
+        self._dispatch(message)
+
+    def _expire(self, token: str) -> None:
+        future = self._futures.get(token)
+        if future is not None and not future.done():
+            future.set_exception(_Expired())
 
     async def _read(self, sub: Subscription) -> None:
         try:
@@ -167,6 +178,5 @@ class Inbox:
             del Inbox._by_bus[id(self.bus)]
 
 
-def _expire(future: asyncio.Future[Message], what: str) -> None:
-    if not future.done():
-        future.set_exception(DeadlineExceeded(f"deadline exceeded waiting for {what}"))
+class _Expired(Exception):
+    """A call's deadline passed (renamed to DeadlineExceeded with the subject)."""

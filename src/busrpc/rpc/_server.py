@@ -144,7 +144,7 @@ class RpcServer:
         self._pool: WorkerPool[tuple[Message, _Route]] = WorkerPool(
             self._handle, self.max_concurrency, self.max_concurrency
         )
-        self._timers = TimerWheel()
+        self._timers: TimerWheel[_Expiry] = TimerWheel(_Expiry.fire)
         self._state = "new"  # new -> serving -> closing -> closed
         self._killing = False
         self._received = self._succeeded = self._failed = self._expired = 0
@@ -350,7 +350,7 @@ class RpcServer:
             # Cancel the handler at the deadline (a timer wheel entry: far cheaper than
             # asyncio.timeout_at); the flag tells our cancel from kill()'s or the loop's.
             expiry = _Expiry()
-            timer = self._timers.add(deadline.when, expiry.fire)
+            slot = self._timers.add(deadline.when, expiry)
             self._in_flight += 1
             try:
                 direct = route.direct
@@ -365,7 +365,7 @@ class RpcServer:
                 # Done before the reply goes out: a caller that has its answer never sees
                 # its own call still counted in flight.
                 self._in_flight -= 1
-                self._timers.remove(timer)
+                self._timers.remove(slot, expiry)
                 _current.reset(token)
             data = codec.encode(result)
         except RpcError as exc:

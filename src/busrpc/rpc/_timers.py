@@ -11,47 +11,59 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Hashable
+from typing import Final, Generic, TypeVar
 
 __all__ = ["TimerWheel"]
+
+K = TypeVar("K", bound=Hashable)
 
 RESOLUTION: Final = 0.005
 
 
-class TimerWheel:
-    """Runs callbacks at (or just after) their deadline on the running loop's clock."""
+class TimerWheel(Generic[K]):
+    """Calls ``on_expire(key)`` at (or just after) each key's deadline, on the loop's clock.
 
-    __slots__ = ("_buckets", "_handle", "_handle_slot", "_ids", "_loop", "_resolution", "_slots")
+    Keys are the caller's own unique objects (a request token, a call), so an entry costs
+    no allocation beyond its place in a set.
+    """
 
-    def __init__(self, resolution: float = RESOLUTION) -> None:
+    __slots__ = (
+        "_buckets",
+        "_handle",
+        "_handle_slot",
+        "_loop",
+        "_on_expire",
+        "_resolution",
+        "_slots",
+    )
+
+    def __init__(self, on_expire: Callable[[K], None], resolution: float = RESOLUTION) -> None:
+        self._on_expire = on_expire
         self._resolution = resolution
-        self._buckets: dict[int, dict[int, Callable[[], None]]] = {}
+        self._buckets: dict[int, set[K]] = {}
         self._slots: list[int] = []  # heap of the slots in _buckets
-        self._ids = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
         self._handle_slot = -1
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add(self, when: float, callback: Callable[[], None]) -> tuple[int, int]:
-        """Run *callback* once *when* (loop time) has passed; a key for `remove`."""
+    def add(self, when: float, key: K) -> int:
+        """Expire *key* once *when* (loop time) has passed; the slot, for `remove`."""
         slot = int(when / self._resolution) + 1
         bucket = self._buckets.get(slot)
         if bucket is None:
-            bucket = self._buckets[slot] = {}
+            bucket = self._buckets[slot] = set()
             heapq.heappush(self._slots, slot)
             if self._handle is None or slot < self._handle_slot:
                 self._arm(slot)
-        key = next(self._ids)
-        bucket[key] = callback
-        return slot, key
+        bucket.add(key)
+        return slot
 
-    def remove(self, entry: tuple[int, int]) -> None:
-        """Forget an entry that has not fired (no-op if it has)."""
-        bucket = self._buckets.get(entry[0])
+    def remove(self, slot: int, key: K) -> None:
+        """Forget *key* if it has not expired yet (no-op if it has)."""
+        bucket = self._buckets.get(slot)
         if bucket is not None:
-            bucket.pop(entry[1], None)
+            bucket.discard(key)
 
     def _arm(self, slot: int) -> None:
         if self._handle is not None:
@@ -66,11 +78,10 @@ class TimerWheel:
         self._handle = None
         assert self._loop is not None
         now_slot = int(self._loop.time() / self._resolution)
-        slots, buckets = self._slots, self._buckets
+        slots, buckets, on_expire = self._slots, self._buckets, self._on_expire
         while slots and slots[0] <= now_slot:
-            bucket = buckets.pop(heapq.heappop(slots))
-            for callback in bucket.values():
-                callback()
+            for key in buckets.pop(heapq.heappop(slots)):
+                on_expire(key)
         while slots and not buckets.get(slots[0]):  # drop slots emptied by remove()
             buckets.pop(heapq.heappop(slots), None)
         if slots:
