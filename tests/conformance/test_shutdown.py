@@ -88,3 +88,36 @@ async def test_shutdown_and_kill_are_idempotent(
     async with asyncio.timeout(5):
         with pytest.raises(busrpc.Unavailable):
             await greeter.say_hello(Hello(name="2"), timeout=30)
+
+
+async def test_server_left_before_its_readers_ran_stops_at_once(
+    peer_bus: MessageBus, ns: str
+) -> None:
+    # Regression: a server entered and left without the loop ever running its readers
+    # used to wait forever for a push-delivery listener on an already closed subscription.
+    async with asyncio.timeout(5):  # a hang guard, not a timing
+        async with busrpc.Server(peer_bus, Greeter(), namespace=ns) as server:
+            pass
+    assert server.statistics().in_flight == 0
+
+
+async def test_kill_with_a_full_pool_of_hanging_handlers_stops_at_once(
+    bus: MessageBus, peer_bus: MessageBus, ns: str
+) -> None:
+    service = Greeter(hang=True)
+    server = busrpc.Server(peer_bus, service, namespace=ns, max_concurrency=1)
+    greeter = busrpc.client(Greeter, bus, namespace=ns)
+    async with server:
+        # One call runs (and hangs), one waits in the pool's queue, the rest back up in
+        # the subscription behind a reader that waits for room.
+        calls = [
+            asyncio.create_task(greeter.say_hello(Hello(name=str(i)), timeout=30))
+            for i in range(4)
+        ]
+        await service.entered.wait()
+        async with asyncio.timeout(5):  # a hang guard, not a timing
+            await server.kill()
+        async with asyncio.timeout(5):
+            results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[0], busrpc.Unavailable)
+    assert service.calls == ["0"]  # the others were never started

@@ -154,3 +154,32 @@ async def test_unclosed_bus_warns() -> None:
 async def test_memory_bus_passes_the_conformance_checks() -> None:
     name = f"unit-{uuid.uuid4().hex}"
     await check_message_bus(lambda: MemoryBus(name))
+
+
+async def test_listen_on_a_closed_subscription_reports_the_close_at_once() -> None:
+    seen: list[object] = []
+    async with MemoryBus("listen-closed") as bus:
+        sub = bus.subscribe("a.b")
+        async with sub:
+            pass
+        sub.listen(seen.append)
+    assert seen == [None]
+
+
+async def test_a_refusing_listener_leaves_messages_for_receive() -> None:
+    taken: list[bytes] = []
+
+    def listener(message: Message | None) -> bool:
+        if message is None:
+            return True
+        if len(taken) < 1:
+            taken.append(message.data)
+            return True
+        return False  # full: the subscription buffers this one and the next ones
+
+    async with MemoryBus("listen-refuse") as bus, bus.subscribe("a.b") as sub:
+        sub.listen(listener)
+        for data in (b"1", b"2", b"3"):
+            await bus.publish(Message("a.b", data))
+        assert taken == [b"1"]
+        assert [(await sub.receive()).data for _ in range(2)] == [b"2", b"3"]

@@ -42,7 +42,7 @@ class BufferedSubscription:
         self._overflowing = False  # warn once per episode, not once per message
         self._started = False
         self._closed = False
-        self._listener: Callable[[Message | None], None] | None = None
+        self._listener: Callable[[Message | None], bool | None] | None = None
 
     # -- the transport side -------------------------------------------------------------
 
@@ -58,9 +58,10 @@ class BufferedSubscription:
             return True
         listener = self._listener
         if listener is not None:
-            self._delivered += 1
-            listener(message)
-            return True
+            if listener(message) is not False:
+                self._delivered += 1
+                return True
+            self._listener = None  # the consumer is full: buffer from here on
         if len(self._buffer) >= self._max_pending:
             if self._overflow is Overflow.BLOCK:
                 return False
@@ -161,13 +162,18 @@ class BufferedSubscription:
         except ClosedResourceError:
             raise StopAsyncIteration from None
 
-    def listen(self, callback: Callable[[Message | None], None]) -> None:
+    def listen(self, callback: Callable[[Message | None], bool | None]) -> None:
         """Deliver every message to *callback* as it arrives, instead of buffering it.
 
         The callback runs in the transport's delivery path: it must not block or raise.
-        It receives ``None`` once, when the subscription closes. Messages already buffered
-        stay for `receive`.
+        It may refuse a message by returning ``False``: that message and the ones after it
+        are buffered as usual (overflow policy included) until `listen` is called again.
+        It receives ``None`` once, when the subscription closes (at once if it is closed
+        already). Messages already buffered stay for `receive`.
         """
+        if self._closed:
+            callback(None)
+            return
         self._listener = callback
 
     def statistics(self) -> SubscriptionStatistics:

@@ -137,11 +137,17 @@ class MessageBus(AbstractAsyncContextManager["MessageBus", None], Protocol):
 class SupportsListen(Protocol):
     """Optional capability of a `Subscription`: push delivery to a callback.
 
-    Saves a task hop per message for consumers that only dispatch (the rpc reply inbox).
+    Saves a task hop per message for consumers that only dispatch (the rpc reply inbox,
+    the server handing requests to its workers).
     """
 
-    def listen(self, callback: Callable[[Message | None], None]) -> None:
-        """Call *callback* with each message as it arrives, and with ``None`` on close."""
+    def listen(self, callback: Callable[[Message | None], bool | None]) -> None:
+        """Call *callback* with each message as it arrives, and with ``None`` on close
+        (at once, if the subscription is closed already).
+
+        A callback that returns ``False`` refuses the message: it is buffered for
+        `Subscription.receive`, and so are the next ones, until `listen` is called again.
+        """
         ...
 
 

@@ -25,7 +25,7 @@ from .._core import (
     TransportError,
     codec_for_content_type,
 )
-from ..bus import MessageBus, Overflow, Subscription
+from ..bus import MessageBus, Overflow, Subscription, SupportsListen
 from ._call import ServerCall, ServerInterceptor, ServerNext, _current
 from ._method import Claim, Method, Topic, base_subject, claim_subject, direct_subject, topic_tokens
 from ._pool import WorkerPool
@@ -43,6 +43,7 @@ Handler = Callable[[Any], Awaitable[Any]]
 AffinityFn = Callable[[Any], float | Awaitable[float]]
 
 _claim_encoder = msgspec.json.Encoder()
+_Subscribed = tuple[Subscription, "asyncio.Task[None]", "_Route"]
 
 
 class ServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,7 +141,7 @@ class RpcServer:
             Method[Any, Any], tuple[ServerNext, Handler | None, AffinityFn | None]
         ] = {}
         self._topics: dict[tuple[Method[Any, Any], tuple[str, ...]], list[Subscription]] = {}
-        self._subs: list[tuple[Subscription, asyncio.Task[None]]] = []
+        self._subs: list[_Subscribed] = []
         self._pool: WorkerPool[tuple[Message, _Route]] = WorkerPool(
             self._handle, self.max_concurrency, self.max_concurrency
         )
@@ -238,11 +239,8 @@ class RpcServer:
         self._state = "closing"
         await self._unsubscribe_all()
         self._killing = True
-        error = RpcError(ErrorCode.UNAVAILABLE, "server is shutting down")
         for message, route in self._pool.take_queued():
-            if message.reply and not route.claim:
-                self._failed += 1
-                await self._publish(error_message(message.reply, error, self.server_id))
+            await self._refuse(message, route)
         await self._pool.cancel_running()
         self._state = "closed"
         self._timers.close()
@@ -294,33 +292,87 @@ class RpcServer:
         reader = asyncio.get_running_loop().create_task(
             self._read(sub, route), name=f"busrpc-server-{subject}"
         )
-        self._subs.append((sub, reader))
+        self._subs.append((sub, reader, route))
         return sub
 
     async def _unsubscribe(self, sub: Subscription) -> None:
         for entry in list(self._subs):
             if entry[0] is sub:
                 self._subs.remove(entry)
-                await sub.aclose()
-                await asyncio.wait([entry[1]])
+                await self._close_subscriptions([entry])
 
     async def _unsubscribe_all(self) -> None:
         subs, self._subs = self._subs, []
-        for sub, _ in subs:
+        await self._close_subscriptions(subs)
+
+    async def _close_subscriptions(self, subs: list[_Subscribed]) -> None:
+        readers = [reader for _, reader, _ in subs]
+        for reader in readers:
+            # A reader may be waiting for room in a full pool whose handlers never end:
+            # it is ours, so stop it (it answers the request it holds).
+            reader.cancel()
+        if readers:
+            await asyncio.wait(readers)
+        for sub, _, route in subs:
             try:
+                # Requests that reached this server but no worker: answer them now, so
+                # their callers can go elsewhere instead of waiting for their deadline.
+                while sub.statistics().pending:
+                    await self._refuse(await sub.receive(), route)
                 await sub.aclose()
             except (TransportError, ClosedResourceError):
                 logger.warning("unsubscribe failed", exc_info=True)
-        readers = [reader for _, reader in subs]
-        if readers:
-            await asyncio.wait(readers)
+
+    async def _refuse(self, message: Message, route: _Route) -> None:
+        if message.reply and not route.claim:
+            self._failed += 1
+            error = RpcError(ErrorCode.UNAVAILABLE, "server is shutting down")
+            await self._publish(error_message(message.reply, error, self.server_id))
 
     async def _read(self, sub: Subscription, route: _Route) -> None:
+        if not isinstance(sub, SupportsListen):
+            async for message in sub:
+                await self._submit(message, route)
+            return
+        # Push mode: the transport hands each request straight to a worker. When the
+        # pool is full the subscription buffers instead (pushing back on the transport),
+        # and this task drains that buffer at the pool's pace, then pushes again.
+        loop = asyncio.get_running_loop()
         pool = self._pool
-        async for message in sub:
-            self._received += 1
-            if not pool.submit_nowait((message, route)):
-                await pool.submit((message, route))  # bounded: the rest waits in `sub`
+        while True:
+            try:  # what arrived before push mode (or while the pool was full), in order
+                while sub.statistics().pending:
+                    await self._submit(await sub.receive(), route)
+            except ClosedResourceError:
+                return
+            refused: asyncio.Future[bool] = loop.create_future()
+
+            def on_message(
+                message: Message | None, refused: asyncio.Future[bool] = refused
+            ) -> bool:
+                if message is None:  # closed
+                    if not refused.done():
+                        refused.set_result(False)
+                    return True
+                if pool.submit_nowait((message, route)):
+                    self._received += 1
+                    return True
+                if not refused.done():
+                    refused.set_result(True)
+                return False
+
+            sub.listen(on_message)
+            if not await refused:
+                return
+
+    async def _submit(self, message: Message, route: _Route) -> None:
+        self._received += 1
+        if not self._pool.submit_nowait((message, route)):
+            try:
+                await self._pool.submit((message, route))  # bounded: the rest waits in `sub`
+            except asyncio.CancelledError:
+                await self._refuse(message, route)  # stopping: answer the one we hold
+                raise
 
     # -- calls ---------------------------------------------------------------------------
 
