@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar, cast
 
@@ -31,7 +30,7 @@ from ._call import (
     ResponseHook,
     _current,
 )
-from ._inbox import Inbox
+from ._inbox import Inbox, ReplyStream
 from ._method import (
     Claim,
     Method,
@@ -209,15 +208,6 @@ class RpcClient:
         inbox = Inbox.for_bus(self.bus)
         await inbox.wait_started()
         loop = asyncio.get_running_loop()
-        token = inbox.next_token(call.deadline)
-        replies: deque[Message] = deque()
-        wake: list[asyncio.Future[None]] = []
-
-        def deliver(message: Message) -> None:
-            replies.append(message)
-            if wake and not wake[0].done():
-                wake[0].set_result(None)
-
         subject = call.subject
         method = call.method
         data = (self.codec or method.request_codec).encode(call.request)
@@ -232,14 +222,11 @@ class RpcClient:
         count = 0
         answer_error: RpcError | None = None
         shorted = False
-        inbox.open_stream(token, deliver)
-        try:
-            await self.bus.publish(
-                Message(claim_subject(subject), data, headers, inbox.prefix + token)
-            )
-            while True:
-                while replies:
-                    reply = replies.popleft()
+        with ReplyStream(inbox, call.deadline) as stream:
+            claims = Message(claim_subject(subject), data, headers, stream.reply_to)
+            await self.bus.publish(claims)
+            while await stream.wait_until(stop_at):
+                while (reply := stream.pop()) is not None:
                     if is_error(reply):
                         error = error_of(reply, subject)
                         if error.code is ErrorCode.UNAVAILABLE and not count:
@@ -263,16 +250,6 @@ class RpcClient:
                     if opts.short_circuit_timeout is not None and not shorted:
                         shorted = True
                         stop_at = min(stop_at, loop.time() + opts.short_circuit_timeout)
-                if loop.time() >= stop_at:
-                    break
-                wake[:] = [loop.create_future()]
-                try:
-                    async with asyncio.timeout_at(stop_at):
-                        await wake[0]
-                except TimeoutError:
-                    break
-        finally:
-            inbox.close_stream(token)
         if opts.select is not None:
             return _direct(call, opts.select(valid))
         if best is not None:
@@ -331,29 +308,17 @@ class RpcClient:
         await inbox.wait_started()
         loop = asyncio.get_running_loop()
         method = call.method
-        token = inbox.next_token(call.deadline)
-        replies: deque[Message] = deque()
-        wake: list[asyncio.Future[None]] = []
-
-        def deliver(message: Message) -> None:
-            replies.append(message)
-            if wake and not wake[0].done():
-                wake[0].set_result(None)
-
         headers = call.headers
         codec = self.codec or method.request_codec
         if codec is not method.request_codec:
             headers = {**headers, Headers.CONTENT_TYPE: codec.content_type}
         count = 0
         last = loop.time()
-        inbox.open_stream(token, deliver)
-        try:
-            await self.bus.publish(
-                Message(call.subject, codec.encode(call.request), headers, inbox.prefix + token)
-            )
+        with ReplyStream(inbox, call.deadline) as stream:
+            data = codec.encode(call.request)
+            await self.bus.publish(Message(call.subject, data, headers, stream.reply_to))
             while True:
-                while replies:
-                    reply = replies.popleft()
+                while (reply := stream.pop()) is not None:
                     response = _multi_response(method, reply, call.subject)
                     if response is None:
                         return  # no responders: nobody will answer
@@ -369,16 +334,8 @@ class RpcClient:
                 stop_at = call.deadline.when
                 if stop.quiet is not None:
                     stop_at = min(stop_at, last + stop.quiet)
-                if loop.time() >= stop_at:
+                if not await stream.wait_until(stop_at):
                     return
-                wake[:] = [loop.create_future()]
-                try:
-                    async with asyncio.timeout_at(stop_at):
-                        await wake[0]
-                except TimeoutError:
-                    return
-        finally:
-            inbox.close_stream(token)
 
 
 class _MultiStop:

@@ -7,6 +7,7 @@ import itertools
 import logging
 import secrets
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -15,7 +16,7 @@ from ..bus import MessageBus, Overflow, Subscription, SupportsListen
 from ._timers import TimerWheel
 from ._wire import INBOX_PREFIX
 
-__all__ = ["Inbox"]
+__all__ = ["Inbox", "ReplyStream"]
 
 logger = logging.getLogger("busrpc.rpc")
 
@@ -176,6 +177,60 @@ class Inbox:
         self._timers.close()
         if Inbox._by_bus.get(id(self.bus)) is self:
             del Inbox._by_bus[id(self.bus)]
+
+
+class ReplyStream:
+    """The replies to one call that gets several (multi, affinity bids), as they arrive.
+
+    Example:
+        >>> with ReplyStream(inbox, deadline) as stream:
+        ...     await bus.publish(Message(subject, data, reply=stream.reply_to))
+        ...     while await stream.wait_until(deadline.when):
+        ...         while (reply := stream.pop()) is not None: ...
+    """
+
+    __slots__ = ("_inbox", "_replies", "_token", "_waiter", "reply_to")
+
+    def __init__(self, inbox: Inbox, deadline: Deadline) -> None:
+        self._inbox = inbox
+        self._token = inbox.next_token(deadline)
+        self.reply_to = inbox.prefix + self._token
+        self._replies: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __enter__(self) -> ReplyStream:
+        self._inbox.open_stream(self._token, self._deliver)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._inbox.close_stream(self._token)
+
+    def pop(self) -> Message | None:
+        """The next reply received, or ``None``."""
+        return self._replies.popleft() if self._replies else None
+
+    async def wait_until(self, when: float) -> bool:
+        """Wait for a reply until loop time *when*; False once *when* has come."""
+        if self._replies:
+            return True
+        loop = asyncio.get_running_loop()
+        if loop.time() >= when:
+            return False
+        self._waiter = loop.create_future()
+        try:
+            async with asyncio.timeout_at(when):
+                await self._waiter
+        except TimeoutError:
+            return bool(self._replies)
+        finally:
+            self._waiter = None
+        return True
+
+    def _deliver(self, message: Message) -> None:
+        self._replies.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class _Expired(Exception):

@@ -125,9 +125,9 @@ class MultiRpcMethod(_Declared[S, Req, Resp]):
         return bound
 
 
-class BoundRpc(Generic[Req, Resp]):
-    """A unary method bound to a client (a call over the bus) or to a service instance
-    (a plain local call of the handler)."""
+class _Bound(Generic[Req, Resp]):
+    """A declared method bound to a client (calls over the bus) or to a service instance
+    (plain local calls of the handler)."""
 
     __slots__ = ("_client", "_decl", "_instance", "_method")
 
@@ -141,6 +141,13 @@ class BoundRpc(Generic[Req, Resp]):
         self._instance = instance
         self._client = client[0] if client else None
         self._method = decl.method(client[1]) if client else None
+
+
+class BoundRpc(_Bound[Req, Resp]):
+    """A unary method bound to a client (a call over the bus) or to a service instance
+    (a plain local call of the handler)."""
+
+    __slots__ = ()
 
     async def __call__(
         self,
@@ -183,21 +190,10 @@ class BoundRpc(Generic[Req, Resp]):
         )
 
 
-class BoundMulti(Generic[Req, Resp]):
+class BoundMulti(_Bound[Req, Resp]):
     """A multi method bound to a client: each call yields one `Response` per server."""
 
-    __slots__ = ("_client", "_decl", "_instance", "_method")
-
-    def __init__(
-        self,
-        decl: _Declared[Any, Req, Resp],
-        instance: object,
-        client: tuple[RpcClient, str] | None,
-    ) -> None:
-        self._decl = decl
-        self._instance = instance
-        self._client = client[0] if client else None
-        self._method = decl.method(client[1]) if client else None
+    __slots__ = ()
 
     def __call__(
         self,
