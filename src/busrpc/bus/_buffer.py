@@ -6,12 +6,15 @@ import asyncio
 import logging
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Generic, TypeVar
 
 from .._core import ClosedResourceError, Message
-from ._protocol import Overflow, SubscriptionStatistics
+from ._protocol import BusStatistics, Overflow, SubscriptionStatistics
 
-__all__ = ["BufferedSubscription"]
+__all__ = ["BufferedSubscription", "SubscriptionSet"]
+
+S = TypeVar("S", bound="BufferedSubscription")
 
 logger = logging.getLogger("busrpc.bus")
 
@@ -205,3 +208,41 @@ class BufferedSubscription:
     def __repr__(self) -> str:
         queue = f", queue={self.queue!r}" if self.queue else ""
         return f"<{type(self).__name__} {self.subject!r}{queue}>"
+
+
+class SubscriptionSet(Generic[S]):
+    """A connection's open subscriptions, and the counts of the ones it has closed, so
+    that `statistics()` never goes down when a subscription closes."""
+
+    def __init__(self) -> None:
+        self._open: set[S] = set()
+        self._delivered = 0
+        self._dropped = 0
+
+    def __iter__(self) -> Iterator[S]:
+        return iter(list(self._open))
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, sub: S) -> None:
+        """Count *sub* as open."""
+        self._open.add(sub)
+
+    def discard(self, sub: S) -> None:
+        """*sub* has closed: keep its counts."""
+        if sub in self._open:
+            self._open.discard(sub)
+            stats = sub.statistics()
+            self._delivered += stats.delivered
+            self._dropped += stats.dropped
+
+    def statistics(self, published: int) -> BusStatistics:
+        """The connection's counters, with *published* from the transport."""
+        subs = [s.statistics() for s in self._open]
+        return BusStatistics(
+            published=published,
+            delivered=self._delivered + sum(s.delivered for s in subs),
+            dropped=self._dropped + sum(s.dropped for s in subs),
+            subscriptions=len(subs),
+        )

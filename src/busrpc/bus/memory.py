@@ -13,7 +13,7 @@ import warnings
 from typing import Final
 
 from .._core import ClosedResourceError, Headers, Message, TransportError
-from ._buffer import BufferedSubscription
+from ._buffer import BufferedSubscription, SubscriptionSet
 from ._protocol import DEFAULT_MAX_PENDING, BusStatistics, Overflow
 from ._subjects import is_wildcard, subject_matches, validate_subject
 
@@ -144,10 +144,8 @@ class MemoryBus:
         self.name = name
         self.max_payload = max_payload
         self._broker: _Broker | None = None
-        self._subs: set[MemorySubscription] = set()
+        self._subs: SubscriptionSet[MemorySubscription] = SubscriptionSet()
         self._published = 0
-        self._delivered_closed = 0
-        self._dropped_closed = 0
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> MemoryBus:
@@ -226,20 +224,14 @@ class MemoryBus:
 
     def statistics(self) -> BusStatistics:
         """Counters of this connection."""
-        subs = [s.statistics() for s in self._subs]
-        return BusStatistics(
-            published=self._published,
-            delivered=self._delivered_closed + sum(s.delivered for s in subs),
-            dropped=sum(s.dropped for s in subs) + self._dropped_closed,
-            subscriptions=len(self._subs),
-        )
+        return self._subs.statistics(self._published)
 
     async def aclose(self) -> None:
         """Close every subscription and leave the broker (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        for sub in list(self._subs):
+        for sub in self._subs:
             await sub.aclose()
         broker = self._broker
         if broker is not None:
@@ -259,13 +251,9 @@ class MemoryBus:
         self._subs.add(sub)
 
     def _detach(self, sub: MemorySubscription) -> None:
-        if sub in self._subs:
-            self._subs.discard(sub)
-            stats = sub.statistics()
-            self._delivered_closed += stats.delivered
-            self._dropped_closed += stats.dropped
-            if self._broker is not None:
-                self._broker.remove(sub)
+        self._subs.discard(sub)
+        if self._broker is not None:
+            self._broker.remove(sub)
 
     def __repr__(self) -> str:
         return f"<MemoryBus {self.name!r}{' closed' if self._closed else ''}>"

@@ -24,7 +24,7 @@ from .._core import (
     TransportError,
     map_exceptions,
 )
-from ._buffer import BufferedSubscription
+from ._buffer import BufferedSubscription, SubscriptionSet
 from ._protocol import DEFAULT_MAX_PENDING, BusStatistics, Overflow
 
 if TYPE_CHECKING:
@@ -149,10 +149,8 @@ class NatsBus:
         self._connect_attempts = connect_attempts
         self._connect_budget: int | None = None
         self._nc: Client | None = None
-        self._subs: set[NatsSubscription] = set()
+        self._subs: SubscriptionSet[NatsSubscription] = SubscriptionSet()
         self._published = 0
-        self._delivered_closed = 0
-        self._dropped_closed = 0
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> NatsBus:
@@ -221,19 +219,13 @@ class NatsBus:
 
     def statistics(self) -> BusStatistics:
         """Counters of this connection."""
-        subs = [s.statistics() for s in self._subs]
-        return BusStatistics(
-            published=self._published,
-            delivered=self._delivered_closed + sum(s.delivered for s in subs),
-            dropped=self._dropped_closed + sum(s.dropped for s in subs),
-            subscriptions=len(self._subs),
-        )
+        return self._subs.statistics(self._published)
 
     async def aclose(self) -> None:
         """Close every subscription and the connection (idempotent)."""
         if self._closed:
             return
-        for sub in list(self._subs):
+        for sub in self._subs:
             await sub.aclose()
         self._closed = True
         nc, self._nc = self._nc, None
@@ -253,11 +245,7 @@ class NatsBus:
         return self._nc
 
     def _forget(self, sub: NatsSubscription) -> None:
-        if sub in self._subs:
-            self._subs.discard(sub)
-            stats = sub.statistics()
-            self._delivered_closed += stats.delivered
-            self._dropped_closed += stats.dropped
+        self._subs.discard(sub)
 
     async def _on_error(self, exc: Exception) -> None:
         if self._connect_budget is not None:  # still in __aenter__: the first connect
