@@ -111,8 +111,7 @@ async def test_kill_with_a_full_pool_of_hanging_handlers_stops_at_once(
         # One call runs (and hangs), one waits in the pool's queue, the rest back up in
         # the subscription behind a reader that waits for room.
         calls = [
-            asyncio.create_task(greeter.say_hello(Hello(name=str(i)), timeout=30))
-            for i in range(4)
+            asyncio.create_task(greeter.say_hello(Hello(name=str(i)), timeout=30)) for i in range(4)
         ]
         await service.entered.wait()
         async with asyncio.timeout(5):  # a hang guard, not a timing
