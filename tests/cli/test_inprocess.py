@@ -5,27 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from expected import BENCH_KEYS
 from rich.console import Console
 
 from busrpc.cli._bench import arun_bench
 from busrpc.cli._demo import run_demo
-
-BENCH_KEYS = {
-    "peer",
-    "transport",
-    "concurrency",
-    "payload",
-    "servers",
-    "calls",
-    "errors",
-    "seconds",
-    "calls_per_s",
-    "p50_ms",
-    "p99_ms",
-    "cpu_pct",
-    "uvloop",
-    "url",
-}
 
 
 async def test_demo_on_the_memory_bus_passes_every_step() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from expected import BENCH_KEYS
 
 from busrpc.cli._procs import ServeProcess
 
@@ -25,22 +26,6 @@ NATS_URL = "nats://127.0.0.1:4222"
 DEAD = "nats://127.0.0.1:1"  # nothing listens on port 1
 READY_TIMEOUT = 30.0
 RUN_TIMEOUT = 60.0
-BENCH_KEYS = {
-    "peer",
-    "transport",
-    "concurrency",
-    "payload",
-    "servers",
-    "calls",
-    "errors",
-    "seconds",
-    "calls_per_s",
-    "p50_ms",
-    "p99_ms",
-    "cpu_pct",
-    "uvloop",
-    "url",
-}
 PATTERNS = ("unary", "multi", "affinity", "topic", "error", "deadline")
 
 

@@ -107,7 +107,7 @@ class Inbox:
         Raises:
             DeadlineExceeded: no reply before *deadline*.
         """
-        token = f"{next(self._ids):x}.d{deadline.to_wire()}"
+        token = self.next_token(deadline)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
         futures = self._futures
