@@ -33,6 +33,14 @@ from ._errors import (
     rpc_error,
 )
 from ._message import Headers, Message
+from ._replies import (
+    ErrorBody,
+    error_message,
+    error_of,
+    is_error,
+    is_no_responders,
+    no_responders,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -45,6 +53,7 @@ __all__ = [
     "Codec",
     "CodecError",
     "ConnectError",
+    "ErrorBody",
     "Deadline",
     "DeadlineExceeded",
     "ErrorCode",
@@ -62,8 +71,13 @@ __all__ = [
     "WouldBlock",
     "codec_for_content_type",
     "default_codec_for",
+    "error_message",
+    "error_of",
+    "is_error",
+    "is_no_responders",
     "is_protobuf_type",
     "map_exceptions",
+    "no_responders",
     "register_codec",
     "rpc_error",
 ]

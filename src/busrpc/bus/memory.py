@@ -12,7 +12,7 @@ import itertools
 import warnings
 from typing import Final
 
-from .._core import ClosedResourceError, Headers, Message, TransportError
+from .._core import ClosedResourceError, Message, TransportError, no_responders
 from ._buffer import BufferedSubscription, SubscriptionSet
 from ._protocol import DEFAULT_MAX_PENDING, BusStatistics, Overflow
 from ._subjects import is_wildcard, subject_matches, validate_subject
@@ -206,7 +206,7 @@ class MemoryBus:
             if not sub._put_nowait(message):
                 await sub._put(message)
         if message.reply and not broadcast and not groups:
-            await self.publish(_no_responders(message.reply))
+            await self.publish(no_responders(message.reply))
 
     def subscribe(
         self,
@@ -261,15 +261,3 @@ class MemoryBus:
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
-
-
-def _no_responders(reply: str) -> Message:
-    return Message(
-        reply,
-        b"",
-        {
-            Headers.ERROR: "unavailable",
-            Headers.NATS_ERROR_CODE: "503",
-            Headers.NATS_ERROR: "no responders",
-        },
-    )

@@ -19,10 +19,10 @@ from .._core import (
     ClosedResourceError,
     ConnectError,
     ExceptionMap,
-    Headers,
     Message,
     TransportError,
     map_exceptions,
+    no_responders,
 )
 from ._buffer import BufferedSubscription, SubscriptionSet
 from ._protocol import DEFAULT_MAX_PENDING, BusStatistics, Overflow
@@ -49,11 +49,6 @@ _CONNECT_ERRORS: Final[ExceptionMap] = {
     TimeoutError: ConnectError,
 }
 _NATS_PENDING: Final = 512 * 1024  # nats-py's default pending_msgs_limit
-_NO_RESPONDERS_HEADERS: Final = {
-    Headers.ERROR: "unavailable",
-    Headers.NATS_ERROR_CODE: "503",
-    Headers.NATS_ERROR: "no responders",
-}
 
 
 class NatsSubscription(BufferedSubscription):
@@ -117,7 +112,7 @@ class NatsSubscription(BufferedSubscription):
         if headers is None:
             message = Message(msg.subject, msg.data, reply=msg.reply or None)
         elif headers.get("Status") == "503" and not msg.data:
-            message = Message(msg.subject, b"", dict(_NO_RESPONDERS_HEADERS))
+            message = no_responders(msg.subject)
         else:
             message = Message(msg.subject, msg.data, headers, msg.reply or None)
         if not self._put_nowait(message):

@@ -18,6 +18,9 @@ from .._core import (
     Message,
     RpcError,
     Unavailable,
+    error_of,
+    is_error,
+    is_no_responders,
 )
 from ..bus import MessageBus
 from ._call import (
@@ -42,7 +45,6 @@ from ._method import (
     direct_subject,
     topic_tokens,
 )
-from ._wire import error_of, is_error
 
 __all__ = ["RpcClient"]
 
@@ -380,8 +382,8 @@ def _multi_response(method: Method[Any, Any], reply: Message, subject: str) -> R
     try:
         return Response(server_id=server_id, result=_decode_reply(method, reply, subject))
     except RpcError as exc:
-        if exc.code is ErrorCode.UNAVAILABLE and exc.message.startswith("no responders"):
-            return None
+        if is_no_responders(reply):
+            return None  # the transport's answer: nobody serves it (a server's error is an item)
         return Response(server_id=server_id, error=exc)
 
 

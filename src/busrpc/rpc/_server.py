@@ -24,13 +24,14 @@ from .._core import (
     RpcError,
     TransportError,
     codec_for_content_type,
+    error_message,
 )
 from ..bus import MessageBus, Overflow, Subscription, SupportsListen
 from ._call import ServerCall, ServerInterceptor, ServerNext, _current
 from ._method import Claim, Method, Topic, base_subject, claim_subject, direct_subject, topic_tokens
 from ._pool import WorkerPool
 from ._timers import TimerWheel
-from ._wire import deadline_of, error_message
+from ._wire import deadline_of
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "RpcServer", "ServerStatistics"]
 
@@ -148,8 +149,11 @@ class RpcServer:
         self._timers: TimerWheel[_Expiry] = TimerWheel(_Expiry.fire)
         self._state = "new"  # new -> serving -> closing -> closed
         self._killing = False
+        self._lost: TransportError | None = None
+        self._stopped = asyncio.Event()
         self._received = self._succeeded = self._failed = self._expired = 0
         self._in_flight = 0
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- configuration -------------------------------------------------------------------
 
@@ -244,7 +248,29 @@ class RpcServer:
         await self._pool.cancel_running()
         self._state = "closed"
         self._timers.close()
+        self._stopped.set()
         logger.info("stopped", extra={"server_id": self.server_id})
+
+    async def wait_closed(self) -> None:
+        """Wait until the server has stopped (`shutdown`, `kill`, or its bus closed).
+
+        Raises:
+            TransportError: the server stopped because its bus closed under it (the
+                broker went away for good): a supervisor should restart the process.
+        """
+        await self._stopped.wait()
+        if self._lost is not None:
+            raise self._lost
+
+    def _bus_lost(self) -> None:
+        """A subscription ended while serving: the bus closed under us."""
+        if self._state != "serving":
+            return
+        self._lost = TransportError("the bus closed while serving")
+        logger.error("bus lost", extra={"server_id": self.server_id})
+        task = asyncio.get_running_loop().create_task(self.kill())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def statistics(self) -> ServerStatistics:
         """Counters of this server."""
@@ -333,6 +359,7 @@ class RpcServer:
         if not isinstance(sub, SupportsListen):
             async for message in sub:
                 await self._submit(message, route)
+            self._bus_lost()
             return
         # Push mode: the transport hands each request straight to a worker. When the
         # pool is full the subscription buffers instead (pushing back on the transport),
@@ -344,6 +371,7 @@ class RpcServer:
                 while sub.statistics().pending:
                     await self._submit(await sub.receive(), route)
             except ClosedResourceError:
+                self._bus_lost()
                 return
             refused: asyncio.Future[bool] = loop.create_future()
 
@@ -363,6 +391,7 @@ class RpcServer:
 
             sub.listen(on_message)
             if not await refused:
+                self._bus_lost()
                 return
 
     async def _submit(self, message: Message, route: _Route) -> None:

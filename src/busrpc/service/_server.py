@@ -112,6 +112,19 @@ class Server:
         """Stop now: running calls are answered ``unavailable``."""
         await self._rpc.kill()
 
+    async def wait_closed(self) -> None:
+        """Wait until the server has stopped (`shutdown`, `kill`, or its bus closed).
+
+        Raises:
+            TransportError: the bus closed under the server (the broker is gone for
+                good): exit, so that a supervisor restarts the process.
+
+        Example:
+            >>> async with busrpc.Server(bus, Greeter()) as server:
+            ...     await server.wait_closed()
+        """
+        await self._rpc.wait_closed()
+
     def statistics(self) -> ServerStatistics:
         """Counters: received, succeeded, failed, expired, in flight."""
         return self._rpc.statistics()
