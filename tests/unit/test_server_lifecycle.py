@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.conformance.services import Greeter
 
 import busrpc
 from busrpc.bus.memory import MemoryBus
+
+
+@busrpc.service("lifecycle")
+class Greeter:
+    @busrpc.rpc
+    async def echo(self, text: str) -> str:
+        return text
 
 
 async def test_wait_closed_raises_when_the_bus_closes_under_the_server() -> None:
