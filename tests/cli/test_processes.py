@@ -190,9 +190,18 @@ def test_call_past_its_timeout_exits_1_with_deadline_exceeded(served: Served) ->
 
 
 def test_call_nobody_serves_exits_1_unavailable(served: Served) -> None:
-    result = call(served, "clitest.nothing_here", "{}")
+    result = call(served, "nobody.nothing_here", "{}")
     assert result.returncode == 1
     assert "error: unavailable (HTTP 503): no responders" in result.stderr
+
+
+def test_issue_6_call_to_a_missing_method_of_a_live_service_is_unimplemented(
+    served: Served,
+) -> None:
+    result = call(served, "clitest.nothing_here", "{}")
+    assert result.returncode == 1
+    assert "error: unimplemented (HTTP 501)" in result.stderr
+    assert "nothing_here" in result.stderr
 
 
 def test_call_multi_prints_one_line_per_server(served: Served, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "Overflow",
     "Subscription",
     "SubscriptionStatistics",
+    "SupportsDrain",
     "SupportsListen",
     "SupportsRequest",
 ]
@@ -147,6 +148,22 @@ class SupportsListen(Protocol):
 
         A callback that returns ``False`` refuses the message: it is buffered for
         `Subscription.receive`, and so are the next ones, until `listen` is called again.
+        """
+        ...
+
+
+@runtime_checkable
+class SupportsDrain(Protocol):
+    """Optional capability of a `Subscription`: stop the broker routing new messages
+    here, and deliver what was already routed (a lossless graceful shutdown)."""
+
+    async def drain(self) -> None:
+        """Stop receiving new messages: once it returns, the broker routes nothing more
+        here, and every message routed here before has been delivered to the listener
+        (if one is set) or is in the buffer for `Subscription.receive`. Then the
+        subscription is closed: ``receive`` returns what is buffered, then raises
+        `ClosedResourceError`; a listener gets ``None`` after the last message.
+        Idempotent.
         """
         ...
 

@@ -8,8 +8,9 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from .._core import Deadline
+from .._core import Deadline, Headers
 from ._method import Method, Response
+from ._wire import INBOX_PREFIX
 
 __all__ = [
     "Call",
@@ -61,6 +62,7 @@ class ServerCall(msgspec.Struct, frozen=True, kw_only=True):
         deadline: the caller's deadline; nested calls inherit it.
         server_id: this server's id.
         topic: the topic tokens, if any.
+        reply: where the reply goes (the caller's reply address), if anywhere.
     """
 
     method: Method[Any, Any]
@@ -70,6 +72,41 @@ class ServerCall(msgspec.Struct, frozen=True, kw_only=True):
     deadline: Deadline
     server_id: str
     topic: tuple[str, ...] = ()
+    reply: str | None = None
+
+    @property
+    def caller_id(self) -> str | None:
+        """The calling client's id (psrpc's ``ClientID``): from ``Busrpc-Caller``, else
+        from a busrpc reply address (``_INBOX.{client_id}....``); ``None`` if unknown."""
+        caller = self.headers.get(Headers.CALLER) if self.headers else None
+        if caller is not None:
+            return caller
+        parts = _inbox_parts(self.reply)
+        return parts[0] if parts else None
+
+    @property
+    def request_id(self) -> str | None:
+        """This call's id, unique per caller: ``Busrpc-Request-Id`` or the reply token."""
+        request_id = self.headers.get(Headers.REQUEST_ID) if self.headers else None
+        if request_id is not None:
+            return request_id
+        parts = _inbox_parts(self.reply)
+        return parts[1] if parts else None
+
+    @property
+    def sent_at(self) -> float | None:
+        """When the caller sent the request, Unix epoch seconds (psrpc's ``SentAt``), as
+        a busrpc caller's reply token says; ``None`` from other callers."""
+        parts = _inbox_parts(self.reply)
+        if not parts:
+            return None
+        _, sep, stamp = parts[1].partition("t")
+        if not sep or not 0 < len(stamp) <= 12:
+            return None
+        try:
+            return int(stamp, 16) / 1000
+        except ValueError:
+            return None
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -109,3 +146,13 @@ def current_call() -> ServerCall | None:
         >>> user = call.metadata.get("user") if call else None
     """
     return _current.get()
+
+
+def _inbox_parts(reply: str | None) -> tuple[str, str] | None:
+    """(client id, request id) of a busrpc reply address, ``_INBOX.{client}.{id}.d{ms}``."""
+    if not reply or not reply.startswith(INBOX_PREFIX):
+        return None
+    parts = reply.split(".")
+    if len(parts) != 4 or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]

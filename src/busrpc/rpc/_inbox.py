@@ -6,12 +6,20 @@ import asyncio
 import itertools
 import logging
 import secrets
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Final
 
-from .._core import ClosedResourceError, Deadline, DeadlineExceeded, Message
+from .._core import (
+    ClosedResourceError,
+    Deadline,
+    DeadlineExceeded,
+    Message,
+    TransportError,
+    Unavailable,
+)
 from ..bus import MessageBus, Overflow, Subscription, SupportsListen
 from ._timers import TimerWheel
 from ._wire import INBOX_PREFIX
@@ -20,7 +28,7 @@ __all__ = ["Inbox", "ReplyStream"]
 
 logger = logging.getLogger("busrpc.rpc")
 
-_INBOX_MAX_PENDING = 1 << 20  # replies are small and awaited: don't drop them under bursts
+_INBOX_MAX_PENDING: Final = 1 << 20  # replies are small and awaited: don't drop them in bursts
 
 
 class Inbox:
@@ -41,11 +49,15 @@ class Inbox:
         self._ids = itertools.count(1)
         self._futures: dict[str, asyncio.Future[Message]] = {}
         self._streams: dict[str, Callable[[Message], None]] = {}
+        # Calls whose publish has not returned yet, by token: their deadline must be able
+        # to interrupt a publish that blocks (a full memory-bus buffer, a stalled socket).
+        self._publishing: dict[str, asyncio.Task[object]] = {}
         self._sub: Subscription | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._start: asyncio.Task[None] | None = None
+        self._started = False
         self._timers: TimerWheel[str] = TimerWheel(self._expire)
         self._closed_flag = False
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
     def for_bus(cls, bus: MessageBus) -> Inbox:
@@ -55,72 +67,108 @@ class Inbox:
             inbox = cls._by_bus[id(bus)] = cls(bus, secrets.token_hex(8))
         return inbox
 
-    async def wait_started(self) -> None:
-        """Subscribe the inbox once; concurrent first calls wait for the same start."""
-        if self._ready is None:
-            self._ready = asyncio.get_running_loop().create_future()
-            try:
-                sub = self.bus.subscribe(
-                    self.prefix + ">", max_pending=_INBOX_MAX_PENDING, overflow=Overflow.DROP_OLDEST
-                )
-                await sub.__aenter__()
-            except BaseException as exc:
-                self._ready.set_exception(exc)
-                self._ready.exception()  # retrieved: the first caller raises it below
-                self._ready = None
-                raise
-            self._sub = sub
-            if isinstance(sub, SupportsListen):
-                # Replies resolve futures straight from the transport's delivery path:
-                # one task hop less per call than a reader task.
-                sub.listen(self._on_message)
-            else:
-                self._reader = asyncio.get_running_loop().create_task(
-                    self._read(sub), name=f"busrpc-inbox-{self.client_id}"
-                )
-            self._ready.set_result(None)
-        elif not self._ready.done():
-            await asyncio.shield(self._ready)
+    async def wait_started(self, deadline: Deadline | None = None) -> None:
+        """Subscribe the inbox once; concurrent first calls wait for the same start.
 
-    def next_token(self, deadline: Deadline) -> str:
-        """A new ``{request_id}.d{deadline_ms}`` token."""
-        return f"{next(self._ids):x}.d{deadline.to_wire()}"
+        The subscription starts in a task of its own: a caller cancelled (or out of
+        time) while it starts leaves it to finish for the next caller, never half made.
+
+        Raises:
+            DeadlineExceeded: *deadline* passed first.
+            TransportError, ClosedResourceError: the subscription failed (the next call
+                tries again).
+        """
+        start = self._start
+        if start is None:
+            start = self._start = asyncio.get_running_loop().create_task(
+                self._subscribe(), name=f"busrpc-inbox-{self.client_id}"
+            )
+        try:
+            if deadline is None:
+                await asyncio.shield(start)
+            else:
+                async with deadline.scope():
+                    await asyncio.shield(start)
+        except (TransportError, ClosedResourceError):
+            if self._start is start:
+                self._start = None  # failed: the next call tries again
+            raise
 
     @property
     def started(self) -> bool:
         """Whether the inbox subscription is live."""
-        return self._ready is not None and self._ready.done()
+        return self._started
 
     @property
     def closed(self) -> bool:
         """Whether the inbox's bus closed it (a new one is needed)."""
         return self._closed_flag
 
+    def next_token(self, deadline: Deadline) -> str:
+        """A new ``{sequence:x}t{sent_ms:x}.d{deadline_ms}`` token."""
+        now = time.time()
+        remaining = max(0.0, deadline.when - asyncio.get_running_loop().time())
+        deadline_ms = int((now + remaining) * 1000)
+        return f"{next(self._ids):x}t{int(now * 1000):x}.d{deadline_ms}"
+
     async def request(
-        self, subject: str, data: bytes, headers: dict[str, str], deadline: Deadline
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str],
+        deadline: Deadline,
+        cancel_to: str | None,
     ) -> Message:
         """Publish a request with a fresh reply token and wait for the reply.
 
         The caller has awaited `wait_started`. The hot path of every unary call: one
-        future in a dict, one timer, one publish.
+        future in a dict, one timer, one publish. If the calling task is cancelled after
+        the request went out, a cancel naming its reply address goes to *cancel_to*.
 
         Raises:
-            DeadlineExceeded: no reply before *deadline*.
+            DeadlineExceeded: no reply before *deadline* (even if the publish blocked).
+            Unavailable: the bus closed while waiting.
         """
         token = self.next_token(deadline)
+        reply_to = self.prefix + token
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Message] = loop.create_future()
         futures = self._futures
         futures[token] = future
         slot = self._timers.add(deadline.when, token)
+        publishing = self._publishing
+        sent = False
         try:
-            await self.bus.publish(Message(subject, data, headers, self.prefix + token))
+            publishing[token] = asyncio.current_task()  # type: ignore[assignment]
+            try:
+                await self.bus.publish(Message(subject, data, headers, reply_to))
+            finally:
+                del publishing[token]
+            sent = True
             return await future
         except _Expired:
             raise DeadlineExceeded(f"deadline exceeded waiting for {subject}") from None
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and type(future.exception()) is _Expired:
+                # Our deadline interrupted a publish that blocked: not the caller's cancel.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                raise DeadlineExceeded(f"deadline exceeded sending to {subject}") from None
+            if sent and cancel_to is not None:
+                self.send_cancel(cancel_to, reply_to)
+            raise
         finally:
             self._timers.remove(slot, token)
             futures.pop(token, None)
+
+    def send_cancel(self, cancel_to: str, reply_to: str) -> None:
+        """Tell the servers on *cancel_to* that the call answering to *reply_to* is gone."""
+        task = asyncio.get_running_loop().create_task(
+            self._publish_cancel(Message(cancel_to, reply_to.encode()))
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def open_stream(self, token: str, deliver: Callable[[Message], None]) -> None:
         """Send every reply to ``{prefix}{token}`` to *deliver* until `close_stream`."""
@@ -130,6 +178,31 @@ class Inbox:
         """Stop delivering replies for *token*."""
         self._streams.pop(token, None)
 
+    async def _subscribe(self) -> None:
+        sub = self.bus.subscribe(
+            self.prefix + ">", max_pending=_INBOX_MAX_PENDING, overflow=Overflow.DROP_OLDEST
+        )
+        await sub.__aenter__()
+        self._sub = sub
+        if isinstance(sub, SupportsListen):
+            # Replies resolve futures straight from the transport's delivery path: one
+            # task hop less per call than a reader task.
+            sub.listen(self._on_message)
+        else:
+            task = asyncio.get_running_loop().create_task(self._read(sub))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        self._started = True
+
+    async def _publish_cancel(self, message: Message) -> None:
+        try:
+            await self.bus.publish(message)
+        except (TransportError, ClosedResourceError):
+            logger.debug("cancel not sent", extra={"subject": message.subject}, exc_info=True)
+
+    # Push delivery (`_on_message`) inlines the unary case of `_dispatch`: one function
+    # call less per reply on the hot path; tests/conformance run both (memory and NATS
+    # push, testing-kit buses iterate).
     def _on_message(self, message: Message | None) -> None:
         if message is None:
             self._close()
@@ -145,6 +218,9 @@ class Inbox:
         future = self._futures.get(token)
         if future is not None and not future.done():
             future.set_exception(_Expired())
+            task = self._publishing.get(token)
+            if task is not None:
+                task.cancel()  # stuck in publish: `request` turns it into DeadlineExceeded
 
     async def _read(self, sub: Subscription) -> None:
         try:
@@ -172,11 +248,16 @@ class Inbox:
         futures = self._futures
         for future in futures.values():
             if not future.done():
-                future.set_exception(ClosedResourceError("the bus was closed"))
+                future.set_exception(Unavailable("the connection to the broker was closed"))
         futures.clear()
+        for deliver in list(self._streams.values()):
+            deliver(_CLOSED)
         self._timers.close()
         if Inbox._by_bus.get(id(self.bus)) is self:
             del Inbox._by_bus[id(self.bus)]
+
+
+_CLOSED: Final = Message("")  # what a reply stream gets when the inbox closes
 
 
 class ReplyStream:
@@ -189,7 +270,7 @@ class ReplyStream:
         ...         while (reply := stream.pop()) is not None: ...
     """
 
-    __slots__ = ("_inbox", "_replies", "_token", "_waiter", "reply_to")
+    __slots__ = ("_closed", "_inbox", "_replies", "_token", "_waiter", "reply_to")
 
     def __init__(self, inbox: Inbox, deadline: Deadline) -> None:
         self._inbox = inbox
@@ -197,6 +278,7 @@ class ReplyStream:
         self.reply_to = inbox.prefix + self._token
         self._replies: deque[Message] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
 
     def __enter__(self) -> ReplyStream:
         self._inbox.open_stream(self._token, self._deliver)
@@ -206,12 +288,20 @@ class ReplyStream:
         self._inbox.close_stream(self._token)
 
     def pop(self) -> Message | None:
-        """The next reply received, or ``None``."""
-        return self._replies.popleft() if self._replies else None
+        """The next reply received, or ``None``.
+
+        Raises:
+            Unavailable: the inbox closed (the bus went away) and every reply was taken.
+        """
+        if self._replies:
+            return self._replies.popleft()
+        if self._closed:
+            raise Unavailable("the connection to the broker was closed")
+        return None
 
     async def wait_until(self, when: float) -> bool:
         """Wait for a reply until loop time *when*; False once *when* has come."""
-        if self._replies:
+        if self._replies or self._closed:
             return True
         loop = asyncio.get_running_loop()
         if loop.time() >= when:
@@ -227,7 +317,10 @@ class ReplyStream:
         return True
 
     def _deliver(self, message: Message) -> None:
-        self._replies.append(message)
+        if message is _CLOSED:
+            self._closed = True
+        else:
+            self._replies.append(message)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -17,7 +17,9 @@ __all__ = [
     "SelectionOpts",
     "Topic",
     "base_subject",
+    "cancel_subject",
     "claim_subject",
+    "describe_subject",
     "direct_subject",
     "topic_tokens",
 ]
@@ -118,6 +120,16 @@ def base_subject(namespace: str | None, method: Method[Any, Any], topic: tuple[s
 def direct_subject(base: str, server_id: str) -> str:
     """``{base}.@{server_id}``: one named server instance."""
     return f"{base}.@{server_id}"
+
+
+def cancel_subject(namespace: str | None, service: str) -> str:
+    """``[namespace.]service._cancel``: where callers send cancels (every server hears)."""
+    return f"{namespace}.{service}._cancel" if namespace else f"{service}._cancel"
+
+
+def describe_subject(namespace: str | None, service: str) -> str:
+    """``[namespace.]service._describe``: one server of the service lists its methods."""
+    return f"{namespace}.{service}._describe" if namespace else f"{service}._describe"
 
 
 def claim_subject(base: str) -> str:

@@ -4,21 +4,26 @@ A task per request costs ~15k CPU instructions on CPython 3.11 (creating and reg
 the task, its first step, its done callback): an eighth of a whole in-memory call. Workers
 live across requests: under load a worker that finishes a call takes the next one from
 the queue without suspending at all, and an idle worker is woken by resolving one future.
+
+Workers never run user code in their own context: the handler runs each call in a fresh
+copy of the server's context (`run_in`), so nothing one call sets is seen by the next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Final, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Final, Generic, TypeVar
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "run_in"]
 
 logger = logging.getLogger("busrpc.rpc")
 
 T = TypeVar("T")
+R = TypeVar("R")
 _STOP: Final = object()
 
 
@@ -28,26 +33,37 @@ class WorkerPool(Generic[T]):
     Items beyond the workers wait in a queue of at most *queue_size*. *handle* must not
     raise (anything it raises is logged and dropped); it may swallow the cancellations
     it causes itself (a call's deadline). The pool never cancels a worker except through
-    `cancel_running`.
+    `cancel_running`. Workers start in a copy of *context* (default: the current one),
+    never in the context of whoever submitted the item.
     """
 
-    def __init__(self, handle: Callable[[T], Awaitable[None]], size: int, queue_size: int) -> None:
+    def __init__(
+        self,
+        handle: Callable[[T], Awaitable[None]],
+        size: int,
+        queue_size: int,
+        *,
+        context: contextvars.Context | None = None,
+    ) -> None:
         if size < 1 or queue_size < 1:
             raise ValueError("size and queue_size must be at least 1")
         self._handle = handle
         self._size = size
         self._queue_size = queue_size
+        self._context = context or contextvars.copy_context()
         self._queue: deque[T] = deque()
         self._idle: list[asyncio.Future[object]] = []  # a stack: the warmest worker first
         self._workers: set[asyncio.Task[None]] = set()
+        # Items handed to a worker and not finished, counted from the moment of hand-off:
+        # an item resolved into an idle worker's future is busy before that worker wakes,
+        # so wait_drained can never see "nothing to do" while it is on its way.
         self._busy = 0
         self._stopping = False
-        self._room: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
 
     @property
     def busy(self) -> int:
-        """Items being handled now."""
+        """Items handed to a worker and not yet finished."""
         return self._busy
 
     @property
@@ -56,15 +72,22 @@ class WorkerPool(Generic[T]):
         return len(self._queue)
 
     def submit_nowait(self, item: T) -> bool:
-        """Hand *item* to a worker, or queue it; False when the queue is full."""
+        """Hand *item* to a worker, or queue it; False when the queue is full or the pool
+        has stopped."""
+        if self._stopping:
+            return False
         idle = self._idle
         while idle:
             waiter = idle.pop()
             if not waiter.done():
+                self._busy += 1
                 waiter.set_result(item)
                 return True
         if len(self._workers) < self._size:
-            task = asyncio.get_running_loop().create_task(self._work(item))
+            self._busy += 1
+            task = asyncio.get_running_loop().create_task(
+                self._work(item), context=self._context.copy()
+            )
             self._workers.add(task)
             task.add_done_callback(self._workers.discard)
             return True
@@ -73,16 +96,9 @@ class WorkerPool(Generic[T]):
             return True
         return False
 
-    async def submit(self, item: T) -> None:
-        """Hand *item* to a worker, waiting for room in the queue if it is full."""
-        while not self.submit_nowait(item):
-            if self._room is None:
-                self._room = asyncio.get_running_loop().create_future()
-            await self._room
-
     async def wait_drained(self) -> None:
-        """Wait until no item is queued or being handled."""
-        while self._busy or self._queue:
+        """Wait until no item is queued or being handled (or the pool has stopped)."""
+        while (self._busy or self._queue) and not self._stopping:
             if self._drained is None:
                 self._drained = asyncio.get_running_loop().create_future()
             await self._drained
@@ -91,12 +107,12 @@ class WorkerPool(Generic[T]):
         """Remove and return the items still waiting for a worker."""
         items = list(self._queue)
         self._queue.clear()
-        self._wake_room()
         return items
 
     async def cancel_running(self) -> None:
         """Stop: idle workers exit, running ones are cancelled; wait for all of them."""
         self._stopping = True
+        self._wake_drained()
         for waiter in self._idle:
             if not waiter.done():
                 waiter.set_result(_STOP)
@@ -112,7 +128,6 @@ class WorkerPool(Generic[T]):
         loop = asyncio.get_running_loop()
         queue, idle = self._queue, self._idle
         while True:
-            self._busy += 1
             try:
                 await self._handle(item)  # type: ignore[arg-type]
             except Exception:
@@ -123,12 +138,10 @@ class WorkerPool(Generic[T]):
                 return
             if queue:
                 item = queue.popleft()
-                self._wake_room()
+                self._busy += 1
                 continue
-            if not self._busy and self._drained is not None:
-                drained, self._drained = self._drained, None
-                if not drained.done():
-                    drained.set_result(None)
+            if not self._busy:
+                self._wake_drained()
             waiter: asyncio.Future[object] = loop.create_future()
             idle.append(waiter)
             try:
@@ -139,9 +152,53 @@ class WorkerPool(Generic[T]):
             if item is _STOP:
                 return
 
-    def _wake_room(self) -> None:
-        room = self._room
-        if room is not None:
-            self._room = None
-            if not room.done():
-                room.set_result(None)
+    def _wake_drained(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+
+def run_in(context: contextvars.Context, awaitable: Awaitable[R]) -> Awaitable[R]:
+    """Await *awaitable* with every step run inside *context*, from the current task.
+
+    What a task of its own with ``context=`` would give, without the task: the worker
+    that awaits it lives across calls, the context does not. Cancelling the awaiting task
+    reaches *awaitable* as usual.
+
+    Example:
+        >>> ctx = base.copy()
+        >>> result = await run_in(ctx, handler(request))
+    """
+    return _RunIn(context, awaitable)
+
+
+class _RunIn(Generic[R]):
+    __slots__ = ("_awaitable", "_context")
+
+    def __init__(self, context: contextvars.Context, awaitable: Awaitable[R]) -> None:
+        self._context = context
+        self._awaitable = awaitable
+
+    def __await__(self) -> Generator[Any, Any, R]:
+        run = self._context.run
+        coro = run(self._awaitable.__await__)
+        try:
+            yielded = run(coro.send, None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                run(coro.close)
+                raise
+            except BaseException as exc:  # noqa: BLE001  # cancellation: the coroutine's to handle
+                try:
+                    yielded = run(coro.throw, exc)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    yielded = run(coro.send, sent)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]

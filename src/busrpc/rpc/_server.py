@@ -1,14 +1,20 @@
-"""The server runtime: subscriptions, a bounded pool of handlers, replies, shutdown."""
+"""The server runtime's lifecycle: subscriptions, the worker pool, shutdown and kill.
+
+What happens to each request is `_dispatch.py`'s job. Here: which subjects a server
+listens on, how requests reach the pool (or are refused at once when it is full), how a
+graceful shutdown stops receiving before it finishes the work it holds, and how `kill`
+answers what is left.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import contextvars
 import logging
 import os
 import secrets
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -16,42 +22,43 @@ import msgspec
 from .._core import (
     DEFAULT_TIMEOUT,
     ClosedResourceError,
-    Codec,
-    CodecError,
     ErrorCode,
-    Headers,
     Message,
     RpcError,
     TransportError,
-    codec_for_content_type,
-    error_message,
 )
-from ..bus import MessageBus, Overflow, Subscription, SupportsListen
-from ._call import ServerCall, ServerInterceptor, ServerNext, _current
-from ._method import Claim, Method, Topic, base_subject, claim_subject, direct_subject, topic_tokens
+from ..bus import MessageBus, Overflow, Subscription, SupportsDrain, SupportsListen
+from ._call import ServerInterceptor
+from ._dispatch import AffinityFn, Dispatcher, Handler, Route, chain
+from ._method import (
+    Method,
+    Topic,
+    base_subject,
+    cancel_subject,
+    claim_subject,
+    describe_subject,
+    direct_subject,
+    topic_tokens,
+)
 from ._pool import WorkerPool
-from ._timers import TimerWheel
-from ._wire import deadline_of
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "RpcServer", "ServerStatistics"]
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "RpcServer", "ServerStatistics", "ServiceDescription"]
 
 logger = logging.getLogger("busrpc.rpc")
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 1024 * 1024
 """Largest request body a server accepts (larger ones get ``resource_exhausted``)."""
 
-Handler = Callable[[Any], Awaitable[Any]]
-AffinityFn = Callable[[Any], float | Awaitable[float]]
+_CONTROL_PENDING: Final = 4096
 
-_claim_encoder = msgspec.json.Encoder()
-_Subscribed = tuple[Subscription, "asyncio.Task[None]", "_Route"]
+_Callback = Callable[[Message | None], bool]
 
 
 class ServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of a server's counters."""
 
     received: int
-    """Requests taken from the bus (claims included)."""
+    """Requests taken from the bus (claims included, refusals not)."""
     succeeded: int
     """Calls answered with a result."""
     failed: int
@@ -60,58 +67,37 @@ class ServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """Calls dropped because the caller's deadline passed (before or during the handler)."""
     in_flight: int
     """Handlers running now (a call leaves this count before its reply is sent)."""
+    rejected: int = 0
+    """Requests refused at once (``resource_exhausted``) because the server was full."""
+    cancelled: int = 0
+    """Calls stopped because their caller cancelled them (no reply is sent)."""
 
 
-class _Route:
-    """How one subscription's messages are handled."""
+class ServiceDescription(msgspec.Struct, frozen=True, kw_only=True):
+    """What a server answers on ``{service}._describe``: the methods it serves."""
 
-    __slots__ = (
-        "affinity",
-        "call",
-        "claim",
-        "codec",
-        "direct",
-        "method",
-        "reply_headers",
-        "topic",
-    )
+    service: str
+    server_id: str
+    methods: list[str]
 
-    def __init__(
-        self,
-        method: Method[Any, Any],
-        call: ServerNext,
-        direct: Handler | None,
-        topic: tuple[str, ...],
-        *,
-        claim: bool,
-        affinity: AffinityFn | None,
-        server_id: str,
-    ) -> None:
-        self.method = method
-        self.call = call
-        self.direct = direct  # the handler itself when no interceptor wraps it
-        self.topic = topic
-        self.claim = claim
-        self.affinity = affinity
-        self.codec = method.request_codec
-        # Unary replies carry no header at all (the fast path); multi replies name the
-        # server, because the caller tells the answers apart by it.
-        self.reply_headers = {Headers.SERVER: server_id} if method.multi else None
+
+_describe_encoder = msgspec.json.Encoder()
 
 
 class RpcServer:
     """Serves methods on any `MessageBus` until closed.
 
     Entering subscribes every method (returning once the subscriptions are live);
-    leaving shuts down gracefully. At most *max_concurrency* handlers run at once; further
-    requests wait in the subscription buffers (bounded: *max_pending* each, pushing back
-    on the transport).
+    leaving shuts down gracefully. At most *max_concurrency* handlers run at once and at
+    most *max_pending* requests wait for one; a request beyond that is answered
+    ``resource_exhausted`` at once, so its caller can go elsewhere instead of waiting out
+    its deadline.
 
     Example:
         >>> server = RpcServer(bus)
         >>> server.add(SAY_HELLO, say_hello)
         >>> async with server:
-        ...     await stop.wait()
+        ...     await server.wait_closed()
     """
 
     def __init__(
@@ -133,26 +119,27 @@ class RpcServer:
             raise ValueError(f"invalid server id {self.server_id!r}")
         self.namespace = namespace or None
         self.max_concurrency = max_concurrency or 64 * (os.cpu_count() or 1)
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1")
         self.max_pending = max_pending
         self.default_timeout = default_timeout
         self.max_message_size = max_message_size
         self.shutdown_grace = shutdown_grace
         self._interceptors = list(interceptors)
-        self._methods: dict[
-            Method[Any, Any], tuple[ServerNext, Handler | None, AffinityFn | None]
-        ] = {}
+        self._methods: dict[Method[Any, Any], tuple[Handler, AffinityFn | None]] = {}
         self._topics: dict[tuple[Method[Any, Any], tuple[str, ...]], list[Subscription]] = {}
-        self._subs: list[_Subscribed] = []
-        self._pool: WorkerPool[tuple[Message, _Route]] = WorkerPool(
-            self._handle, self.max_concurrency, self.max_concurrency
-        )
-        self._timers: TimerWheel[_Expiry] = TimerWheel(_Expiry.fire)
+        # Subscriptions and what each delivers to. Requests are drained first on shutdown;
+        # control subscriptions (cancels, describe) stay live until the very end.
+        self._subs: dict[Subscription, _Callback] = {}
+        self._control: dict[Subscription, _Callback] = {}
+        self._readers: list[asyncio.Task[None]] = []
+        self._dispatch: Dispatcher | None = None
+        self._pool: WorkerPool[tuple[Message, Route]] | None = None
         self._state = "new"  # new -> serving -> closing -> closed
-        self._killing = False
         self._lost: TransportError | None = None
         self._stopped = asyncio.Event()
-        self._received = self._succeeded = self._failed = self._expired = 0
-        self._in_flight = 0
+        self._overloaded = False  # log once per burst of refusals, not per request
+        self._graceful: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # -- configuration -------------------------------------------------------------------
@@ -169,8 +156,7 @@ class RpcServer:
             raise RuntimeError("add methods before the server starts")
         if method.affinity and affinity is None:
             raise TypeError(f"{method.service}.{method.name} is an affinity method: pass affinity=")
-        direct = None if self._interceptors else handler
-        self._methods[method] = (_chain(self._interceptors, handler), direct, affinity)
+        self._methods[method] = (handler, affinity)
 
     async def register_topic(self, method: Method[Any, Any], topic: Topic) -> None:
         """Start serving *method* on *topic* (methods declared with ``topics=True``)."""
@@ -189,7 +175,7 @@ class RpcServer:
         """Stop serving *method* on *topic*."""
         subs = self._topics.pop((method, topic_tokens(topic)), [])
         for sub in subs:
-            await self._unsubscribe(sub)
+            await self._close(sub, self._subs.pop(sub, None))
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -197,6 +183,19 @@ class RpcServer:
         if self._state != "new":
             raise RuntimeError("a server can be started only once")
         self._state = "serving"
+        # The context every call starts from: the one the server was started in, never
+        # the caller's (the memory bus delivers inside the caller's publish).
+        context = contextvars.copy_context()
+        self._dispatch = Dispatcher(
+            self.bus,
+            self.server_id,
+            default_timeout=self.default_timeout,
+            max_message_size=self.max_message_size,
+            context=context,
+        )
+        self._pool = WorkerPool(
+            self._dispatch.handle, self.max_concurrency, self.max_pending, context=context
+        )
         try:
             for method in self._methods:
                 if method.topics:
@@ -205,6 +204,8 @@ class RpcServer:
                             await self._subscribe_method(method, tokens)
                 else:
                     await self._subscribe_method(method, ())
+            for service in sorted({m.service for m in self._methods}):
+                await self._subscribe_control(service)
         except BaseException:
             await self.kill()
             raise
@@ -218,36 +219,76 @@ class RpcServer:
         await self.shutdown()
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Stop taking calls, let the running ones finish for *grace* seconds, then `kill`.
+        """Stop receiving, finish the calls this server holds for *grace* seconds, then
+        `kill` what is left.
 
-        Idempotent; safe to call on a server that never started.
+        Receiving stops first: where the transport can drain (NATS), every request
+        already routed to this server is still taken and answered, so none is lost.
+        Calls running or waiting for a worker finish normally; those left when the
+        grace ends are answered ``unavailable``. `kill` during a shutdown ends it at once.
+        Idempotent; safe on a server that never started.
         """
-        if self._state in ("closing", "closed") or self._state == "new":
-            self._state = "closed" if self._state == "new" else self._state
+        if self._state == "new":
+            self._state = "closed"
+            self._stopped.set()
+            return
+        if self._state != "serving":
+            await self._stopped.wait()  # another shutdown or a kill is under way
             return
         self._state = "closing"
-        logger.info("draining", extra={"server_id": self.server_id, "in_flight": self._in_flight})
-        await self._unsubscribe_all()
+        dispatch = self._dispatch
+        assert dispatch is not None
+        logger.info(
+            "draining", extra={"server_id": self.server_id, "in_flight": dispatch.in_flight}
+        )
         grace = self.shutdown_grace if grace is None else grace
+        self._graceful = graceful = asyncio.get_running_loop().create_task(self._finish())
         try:
-            async with asyncio.timeout(grace):
-                await self._pool.wait_drained()
-        except TimeoutError:
-            logger.warning("grace period over", extra={"server_id": self.server_id})
-        await self.kill()
+            await asyncio.wait([graceful], timeout=grace)
+            if not graceful.done():
+                logger.warning("grace period over", extra={"server_id": self.server_id})
+        finally:
+            graceful.cancel()
+            await asyncio.wait([graceful])
+            await self.kill()
 
     async def kill(self) -> None:
-        """Stop now: unsubscribe, and answer every running or queued call ``unavailable``."""
+        """Stop now: stop receiving, answer every running or waiting call ``unavailable``.
+
+        Ends a `shutdown` in progress at once. Idempotent.
+        """
         if self._state == "closed":
             return
-        self._state = "closing"
-        await self._unsubscribe_all()
-        self._killing = True
-        for message, route in self._pool.take_queued():
-            await self._refuse(message, route)
-        await self._pool.cancel_running()
+        first = self._state != "dying"
+        self._state = "dying"
+        if not first:
+            await self._stopped.wait()
+            return
+        graceful = self._graceful
+        if graceful is not None and graceful is not asyncio.current_task():
+            graceful.cancel()
+            await asyncio.wait([graceful])
+        subs, self._subs = self._subs, {}
+        for sub, callback in subs.items():
+            await self._close(sub, callback)
+        dispatch, pool = self._dispatch, self._pool
+        if dispatch is not None and pool is not None:
+            dispatch.killing = True
+            refusal = RpcError(ErrorCode.UNAVAILABLE, "server is shutting down")
+            for message, route in pool.take_queued():
+                dispatch.reject(message, route, refusal)
+            await pool.cancel_running()
+            await dispatch.wait_sent()
+            dispatch.close()
+        control, self._control = self._control, {}
+        for sub in control:
+            await self._close(sub, None)
+        readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.cancel()
+        if readers:
+            await asyncio.wait(readers)
         self._state = "closed"
-        self._timers.close()
         self._stopped.set()
         logger.info("stopped", extra={"server_id": self.server_id})
 
@@ -262,6 +303,37 @@ class RpcServer:
         if self._lost is not None:
             raise self._lost
 
+    def statistics(self) -> ServerStatistics:
+        """Counters of this server."""
+        d = self._dispatch
+        if d is None:
+            return ServerStatistics(received=0, succeeded=0, failed=0, expired=0, in_flight=0)
+        return ServerStatistics(
+            received=d.received,
+            succeeded=d.succeeded,
+            failed=d.failed,
+            expired=d.expired,
+            in_flight=d.in_flight,
+            rejected=d.rejected,
+            cancelled=d.cancelled,
+        )
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", "closed") == "serving":
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
+
+    def __repr__(self) -> str:
+        return f"<RpcServer {self.server_id!r} {self._state}>"
+
+    async def _finish(self) -> None:
+        """The graceful part of `shutdown`: stop receiving, then let the pool empty."""
+        subs, self._subs = self._subs, {}
+        for sub, callback in subs.items():
+            await self._drain(sub, callback)
+        assert self._pool is not None and self._dispatch is not None
+        await self._pool.wait_drained()
+        await self._dispatch.wait_sent()
+
     def _bus_lost(self) -> None:
         """A subscription ended while serving: the bus closed under us."""
         if self._state != "serving":
@@ -272,29 +344,16 @@ class RpcServer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def statistics(self) -> ServerStatistics:
-        """Counters of this server."""
-        return ServerStatistics(
-            received=self._received,
-            succeeded=self._succeeded,
-            failed=self._failed,
-            expired=self._expired,
-            in_flight=self._in_flight,
-        )
-
-    def __del__(self) -> None:
-        if getattr(self, "_state", "closed") == "serving":
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=1)
-
-    def __repr__(self) -> str:
-        return f"<RpcServer {self.server_id!r} {self._state}>"
-
     # -- subscriptions -------------------------------------------------------------------
 
     async def _subscribe_method(self, method: Method[Any, Any], topic: tuple[str, ...]) -> None:
-        call, direct, affinity = self._methods[method]
+        handler, affinity = self._methods[method]
+        # Two ways to call a handler: straight (no interceptors: saves the chain's
+        # coroutine per call) or through the chain; `Route.direct` picks.
+        direct = None if self._interceptors else handler
+        call = chain(self._interceptors, handler)
         base = base_subject(self.namespace, method, topic)
-        route = _Route(
+        route = Route(
             method, call, direct, topic, claim=False, affinity=None, server_id=self.server_id
         )
         queue = None if method.multi else method.service
@@ -303,292 +362,122 @@ class RpcServer:
             await self._subscribe(direct_subject(base, self.server_id), None, route),
         ]
         if method.affinity:
-            claim = _Route(
+            claim = Route(
                 method, call, direct, topic, claim=True, affinity=affinity, server_id=self.server_id
             )
             subs.append(await self._subscribe(claim_subject(base), None, claim))
         if method.topics:
             self._topics.setdefault((method, topic), []).extend(subs)
 
-    async def _subscribe(self, subject: str, queue: str | None, route: _Route) -> Subscription:
+    async def _subscribe(self, subject: str, queue: str | None, route: Route) -> Subscription:
+        dispatch, pool = self._dispatch, self._pool
+        assert dispatch is not None and pool is not None
         sub = self.bus.subscribe(
             subject, queue=queue, max_pending=self.max_pending, overflow=Overflow.BLOCK
         )
         await sub.__aenter__()
-        reader = asyncio.get_running_loop().create_task(
-            self._read(sub, route), name=f"busrpc-server-{subject}"
-        )
-        self._subs.append((sub, reader, route))
+        busy = RpcError(ErrorCode.RESOURCE_EXHAUSTED, "server is at capacity")
+        stopping = RpcError(ErrorCode.UNAVAILABLE, "server is shutting down")
+        half = self.max_pending // 2
+
+        def on_request(message: Message | None) -> bool:
+            if message is None:
+                self._bus_lost()  # no-op unless still serving
+                return True
+            if pool.submit_nowait((message, route)):
+                dispatch.received += 1
+                if self._overloaded and pool.queued <= half:
+                    self._overloaded = False
+                return True
+            # Full: refuse at once, never leave it for the transport to drop silently.
+            if self._state != "serving":
+                dispatch.reject(message, route, stopping)
+                return True
+            dispatch.reject(message, route, busy)
+            if not self._overloaded:
+                self._overloaded = True
+                logger.warning(
+                    "server full: refusing calls",
+                    extra={"server_id": self.server_id, "max_pending": self.max_pending},
+                )
+            return True
+
+        self._subs[sub] = on_request
+        self._deliver(sub, on_request)
         return sub
 
-    async def _unsubscribe(self, sub: Subscription) -> None:
-        for entry in list(self._subs):
-            if entry[0] is sub:
-                self._subs.remove(entry)
-                await self._close_subscriptions([entry])
+    async def _subscribe_control(self, service: str) -> None:
+        """Per service: cancels (every server hears them) and describe (one answers)."""
+        dispatch = self._dispatch
+        assert dispatch is not None
+        methods = sorted(m.name for m in self._methods if m.service == service)
+        description = _describe_encoder.encode(
+            ServiceDescription(service=service, server_id=self.server_id, methods=methods)
+        )
 
-    async def _unsubscribe_all(self) -> None:
-        subs, self._subs = self._subs, []
-        await self._close_subscriptions(subs)
+        def on_cancel(message: Message | None) -> bool:
+            if message is not None:
+                dispatch.cancel(message.data.decode("utf-8", "replace"))
+            return True
 
-    async def _close_subscriptions(self, subs: list[_Subscribed]) -> None:
-        readers = [reader for _, reader, _ in subs]
-        for reader in readers:
-            # A reader may be waiting for room in a full pool whose handlers never end:
-            # it is ours, so stop it (it answers the request it holds).
-            reader.cancel()
-        if readers:
-            await asyncio.wait(readers)
-        for sub, _, route in subs:
+        def on_describe(message: Message | None) -> bool:
+            if message is not None and message.reply:
+                dispatch.send_nowait(Message(message.reply, description))
+            return True
+
+        for subject, queue, callback in (
+            (cancel_subject(self.namespace, service), None, on_cancel),
+            (describe_subject(self.namespace, service), service, on_describe),
+        ):
+            sub = self.bus.subscribe(
+                subject, queue=queue, max_pending=_CONTROL_PENDING, overflow=Overflow.DROP_OLDEST
+            )
+            await sub.__aenter__()
+            self._control[sub] = callback
+            self._deliver(sub, callback)
+
+    def _deliver(self, sub: Subscription, callback: _Callback) -> None:
+        """Hand every message of *sub* to *callback*, pushed by the transport if it can."""
+        if isinstance(sub, SupportsListen):
+            sub.listen(callback)
+            # What arrived while the subscription was starting, before listen().
+            if sub.statistics().pending:
+                self._readers.append(
+                    asyncio.get_running_loop().create_task(self._read_buffered(sub, callback))
+                )
+        else:
+            self._readers.append(asyncio.get_running_loop().create_task(self._read(sub, callback)))
+
+    async def _read_buffered(self, sub: Subscription, callback: _Callback) -> None:
+        try:
+            while sub.statistics().pending:
+                callback(await sub.receive())
+        except ClosedResourceError:
+            pass
+
+    async def _read(self, sub: Subscription, callback: _Callback) -> None:
+        async for message in sub:
+            callback(message)
+        callback(None)
+
+    async def _drain(self, sub: Subscription, callback: _Callback) -> None:
+        """Stop *sub* receiving; take what was already routed to this server."""
+        if isinstance(sub, SupportsDrain):
             try:
-                # Requests that reached this server but no worker: answer them now, so
-                # their callers can go elsewhere instead of waiting for their deadline.
-                while sub.statistics().pending:
-                    await self._refuse(await sub.receive(), route)
-                await sub.aclose()
+                await sub.drain()
             except (TransportError, ClosedResourceError):
-                logger.warning("unsubscribe failed", exc_info=True)
-
-    async def _refuse(self, message: Message, route: _Route) -> None:
-        if message.reply and not route.claim:
-            self._failed += 1
-            error = RpcError(ErrorCode.UNAVAILABLE, "server is shutting down")
-            await self._publish(error_message(message.reply, error, self.server_id))
-
-    async def _read(self, sub: Subscription, route: _Route) -> None:
-        if not isinstance(sub, SupportsListen):
-            async for message in sub:
-                await self._submit(message, route)
-            self._bus_lost()
-            return
-        # Push mode: the transport hands each request straight to a worker. When the
-        # pool is full the subscription buffers instead (pushing back on the transport),
-        # and this task drains that buffer at the pool's pace, then pushes again.
-        loop = asyncio.get_running_loop()
-        pool = self._pool
-        while True:
-            try:  # what arrived before push mode (or while the pool was full), in order
-                while sub.statistics().pending:
-                    await self._submit(await sub.receive(), route)
-            except ClosedResourceError:
-                self._bus_lost()
-                return
-            refused: asyncio.Future[bool] = loop.create_future()
-
-            def on_message(
-                message: Message | None, refused: asyncio.Future[bool] = refused
-            ) -> bool:
-                if message is None:  # closed
-                    if not refused.done():
-                        refused.set_result(False)
-                    return True
-                if pool.submit_nowait((message, route)):
-                    self._received += 1
-                    return True
-                if not refused.done():
-                    refused.set_result(True)
-                return False
-
-            sub.listen(on_message)
-            if not await refused:
-                self._bus_lost()
-                return
-
-    async def _submit(self, message: Message, route: _Route) -> None:
-        self._received += 1
-        if not self._pool.submit_nowait((message, route)):
-            try:
-                await self._pool.submit((message, route))  # bounded: the rest waits in `sub`
-            except asyncio.CancelledError:
-                await self._refuse(message, route)  # stopping: answer the one we hold
-                raise
-
-    # -- calls ---------------------------------------------------------------------------
-
-    async def _handle(self, item: tuple[Message, _Route]) -> None:
-        message, route = item
-        if route.claim:
-            await self._claim(message, route)
-            return
-        loop = asyncio.get_running_loop()
-        deadline = deadline_of(message, self.default_timeout, loop.time())
-        if deadline.when <= loop.time():
-            self._expired += 1  # the caller has given up already
-            return
-        reply = message.reply
-        try:
-            request, codec = self._decode(message, route)
-            call = ServerCall(
-                method=route.method,
-                request=request,
-                subject=message.subject,
-                headers=message.headers,
-                deadline=deadline,
-                server_id=self.server_id,
-                topic=route.topic,
-            )
-            token = _current.set(call)
-            # Cancel the handler at the deadline (a timer wheel entry: far cheaper than
-            # asyncio.timeout_at); the flag tells our cancel from kill()'s or the loop's.
-            expiry = _Expiry()
-            slot = self._timers.add(deadline.when, expiry)
-            self._in_flight += 1
-            try:
-                direct = route.direct
-                result = await (route.call(call) if direct is None else direct(request))
-            except asyncio.CancelledError:
-                if not expiry.fired:
-                    raise
-                expiry.consumed()
-                self._expired += 1  # the caller gets DeadlineExceeded on its side
-                return
-            finally:
-                # Done before the reply goes out: a caller that has its answer never sees
-                # its own call still counted in flight.
-                self._in_flight -= 1
-                self._timers.remove(slot, expiry)
-                _current.reset(token)
-            data = codec.encode(result)
-        except RpcError as exc:
-            self._failed += 1
-            if reply:
-                await self._publish(error_message(reply, exc, self.server_id))
-            return
-        except CodecError as exc:
-            self._failed += 1
-            if reply:
-                error = RpcError(ErrorCode.MALFORMED_RESULT, f"cannot encode result: {exc}")
-                await self._publish(error_message(reply, error, self.server_id))
-            return
-        except asyncio.CancelledError:
-            if not self._killing:
-                raise
-            self._failed += 1
-            if reply:
-                error = RpcError(ErrorCode.UNAVAILABLE, "server is shutting down")
-                await self._publish(error_message(reply, error, self.server_id))
-            return  # we cancelled this task ourselves (kill): the reply is the outcome
-        except Exception:
-            self._failed += 1
-            logger.exception(
-                "handler failed",
-                extra={"method": f"{route.method.service}.{route.method.name}"},
-            )
-            if reply:
-                error = RpcError(ErrorCode.INTERNAL, "internal error")
-                await self._publish(error_message(reply, error, self.server_id))
-            return
-        self._succeeded += 1
-        if not reply or deadline.when <= loop.time():
-            return  # a plain publish, or the caller has given up: nobody reads a reply
-        headers = route.reply_headers
-        if codec is not route.method.response_codec:
-            headers = {**(headers or {}), Headers.CONTENT_TYPE: codec.content_type}
-        try:
-            if headers is None:
-                await self.bus.publish(Message(reply, data))
+                logger.warning("drain failed", extra={"subject": sub.subject}, exc_info=True)
             else:
-                await self.bus.publish(Message(reply, data, headers))
+                return
+        await self._close(sub, callback)
+
+    async def _close(self, sub: Subscription, callback: _Callback | None) -> None:
+        """Close *sub*; what it buffered goes to *callback* first (a server that is
+        stopping refuses it at once: its callers can go elsewhere)."""
+        try:
+            if callback is not None:
+                while sub.statistics().pending:
+                    callback(await sub.receive())
+            await sub.aclose()
         except (TransportError, ClosedResourceError):
-            logger.warning("reply not sent", extra={"subject": reply}, exc_info=True)
-
-    def _decode(self, message: Message, route: _Route) -> tuple[object, Codec]:
-        """Decode the request; the reply uses the request's codec."""
-        if len(message.data) > self.max_message_size:
-            raise RpcError(
-                ErrorCode.RESOURCE_EXHAUSTED,
-                f"request of {len(message.data)} bytes exceeds the limit of "
-                f"{self.max_message_size}",
-            )
-        method = route.method
-        codec = route.codec
-        headers = message.headers
-        if headers:
-            content_type = headers.get(Headers.CONTENT_TYPE)
-            if content_type is not None and content_type != codec.content_type:
-                try:
-                    codec = codec_for_content_type(content_type)
-                except CodecError as exc:
-                    raise RpcError(ErrorCode.NOT_ACCEPTABLE, str(exc)) from exc
-        try:
-            request = codec.decode(message.data, method.request_type)
-        except CodecError as exc:
-            raise RpcError(ErrorCode.MALFORMED_REQUEST, str(exc)) from exc
-        response_codec = codec if codec is not route.codec else method.response_codec
-        return request, response_codec
-
-    async def _claim(self, message: Message, route: _Route) -> None:
-        """Answer an affinity bid: our score for this request, or silence below 0."""
-        reply = message.reply
-        if not reply:
-            return
-        try:
-            request, _ = self._decode(message, route)
-            assert route.affinity is not None
-            score = route.affinity(request)
-            if inspect.isawaitable(score):
-                score = await score
-        except RpcError as exc:
-            await self._publish(error_message(reply, exc, self.server_id))
-            return
-        except Exception:
-            logger.exception("affinity function failed", extra={"method": route.method.name})
-            return
-        if score < 0:
-            return
-        claim = Claim(server_id=self.server_id, affinity=float(score))
-        await self._publish(Message(reply, _claim_encoder.encode(claim)))
-
-    async def _publish(self, message: Message) -> None:
-        try:
-            await self.bus.publish(message)
-        except (TransportError, ClosedResourceError):
-            logger.warning("reply not sent", extra={"subject": message.subject}, exc_info=True)
-
-
-class _Expiry:
-    """Cancels its handler task when the call's deadline passes."""
-
-    __slots__ = ("fired", "task")
-
-    def __init__(self) -> None:
-        self.task = asyncio.current_task()  # the worker running the call
-        self.fired = False
-
-    def fire(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.fired = True
-            self.task.cancel()
-
-    def consumed(self) -> None:
-        """The handler ended with our cancellation: the worker lives on, uncancelled."""
-        if self.task is not None:
-            self.task.uncancel()
-
-
-def _chain(interceptors: list[ServerInterceptor], handler: Handler) -> ServerNext:
-    async def terminal(call: ServerCall) -> object:
-        return await handler(call.request)
-
-    async def terminal_after_interceptors(call: ServerCall) -> object:
-        if _current.get() is call:
-            return await handler(call.request)
-        # An interceptor passed on a changed call (headers, metadata): the handler's
-        # current_call() must show that one.
-        token = _current.set(call)
-        try:
-            return await handler(call.request)
-        finally:
-            _current.reset(token)
-
-    next_: ServerNext = terminal_after_interceptors if interceptors else terminal
-    for interceptor in reversed(interceptors):
-        next_ = _bind(interceptor, next_)
-    return next_
-
-
-def _bind(interceptor: ServerInterceptor, next_: ServerNext) -> ServerNext:
-    async def call(c: ServerCall) -> object:
-        return await interceptor(c, next_)
-
-    return call
+            logger.warning("unsubscribe failed", extra={"subject": sub.subject}, exc_info=True)
