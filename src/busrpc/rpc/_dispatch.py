@@ -33,7 +33,6 @@ from .._core import (
 from ..bus import MessageBus
 from ._call import ServerCall, ServerNext, _current
 from ._method import Claim, Method
-from ._pool import run_in
 from ._timers import TimerWheel
 from ._wire import deadline_of
 
@@ -169,10 +168,11 @@ class Dispatcher:
             topic=route.topic,
             reply=reply,
         )
-        # A fresh copy of the server's context per call: nothing the caller's task, an
-        # earlier call or this call's interceptors set survives into another call.
-        context = self.context.copy()
-        context.run(_current.set, call)
+        # The worker runs in a copy of the server's context and is retired (WorkerPool)
+        # if a call leaves anything set in it: nothing the caller's task or an earlier
+        # call set is ever seen here. (A fresh context per call through `run_in` cost
+        # ~7.6k instructions per in-memory call by callgrind; this costs ~1k.)
+        current = _current.set(call)
         running = _Running()
         slot = self._timers.add(deadline.when, running)
         if reply is not None:
@@ -181,7 +181,7 @@ class Dispatcher:
         error: RpcError | None = None
         try:
             direct = route.direct
-            result = await run_in(context, route.call(call) if direct is None else direct(request))
+            result = await (route.call(call) if direct is None else direct(request))
             data = codec.encode(result)
         except asyncio.CancelledError:
             why = running.why
@@ -210,6 +210,7 @@ class Dispatcher:
             # Done before the reply goes out: a caller that has its answer never sees
             # its own call still counted in flight, and no cancel can reach a later call.
             self.in_flight -= 1
+            _current.reset(current)
             self._timers.remove(slot, running)
             if reply is not None:
                 self._running.pop(reply, None)
@@ -291,15 +292,16 @@ class Dispatcher:
             topic=route.topic,
             reply=reply,
         )
-        context = self.context.copy()
-        context.run(_current.set, call)
+        current = _current.set(call)
         assert route.affinity is not None
         try:
-            bid = context.run(route.affinity, request)
-            score = float(await run_in(context, bid) if inspect.isawaitable(bid) else bid)
+            bid = route.affinity(request)
+            score = float(await bid if inspect.isawaitable(bid) else bid)
         except Exception:
             logger.exception("affinity function failed", extra={"method": _name(route.method)})
             return
+        finally:
+            _current.reset(current)
         if not score >= 0:  # below 0 (or NaN): no bid
             return
         claim = Claim(server_id=self.server_id, affinity=score)
@@ -367,9 +369,13 @@ def chain(interceptors: list[Any], handler: Handler) -> ServerNext:
     """
 
     async def terminal(call: ServerCall) -> object:
-        if _current.get() is not call:
-            _current.set(call)  # in the call's own context: gone when the call ends
-        return await handler(call.request)
+        if _current.get() is call:
+            return await handler(call.request)
+        current = _current.set(call)
+        try:
+            return await handler(call.request)
+        finally:
+            _current.reset(current)
 
     next_: ServerNext = terminal
     for interceptor in reversed(interceptors):

@@ -42,6 +42,7 @@ class Inbox:
     _by_bus: ClassVar[dict[int, Inbox]] = {}
 
     def __init__(self, bus: MessageBus, client_id: str) -> None:
+        self._loop = asyncio.get_running_loop()
         self._bus_ref = weakref.ref(bus)
         self.bus = bus
         self.client_id = client_id
@@ -106,10 +107,10 @@ class Inbox:
 
     def next_token(self, deadline: Deadline) -> str:
         """A new ``{sequence:x}t{sent_ms:x}.d{deadline_ms}`` token."""
-        now = time.time()
-        remaining = max(0.0, deadline.when - asyncio.get_running_loop().time())
-        deadline_ms = int((now + remaining) * 1000)
-        return f"{next(self._ids):x}t{int(now * 1000):x}.d{deadline_ms}"
+        sent_ms = int(time.time() * 1000)
+        remaining = deadline.when - self._loop.time()
+        deadline_ms = sent_ms + int(remaining * 1000) if remaining > 0 else sent_ms
+        return f"{next(self._ids):x}t{sent_ms:x}.d{deadline_ms}"
 
     async def request(
         self,

@@ -85,11 +85,7 @@ class WorkerPool(Generic[T]):
                 return True
         if len(self._workers) < self._size:
             self._busy += 1
-            task = asyncio.get_running_loop().create_task(
-                self._work(item), context=self._context.copy()
-            )
-            self._workers.add(task)
-            task.add_done_callback(self._workers.discard)
+            self._spawn(item)
             return True
         if len(self._queue) < self._queue_size:
             self._queue.append(item)
@@ -127,6 +123,10 @@ class WorkerPool(Generic[T]):
         item: object = first
         loop = asyncio.get_running_loop()
         queue, idle = self._queue, self._idle
+        # What the worker's context holds when it is clean. Comparing contexts is O(1)
+        # while nothing was set (the same immutable mapping underneath), so checking
+        # after every item is cheap; a worker whose item set a ContextVar is retired.
+        clean = contextvars.copy_context()
         while True:
             try:
                 await self._handle(item)  # type: ignore[arg-type]
@@ -135,6 +135,9 @@ class WorkerPool(Generic[T]):
             finally:
                 self._busy -= 1
             if self._stopping:
+                return
+            if contextvars.copy_context() != clean:
+                self._retire()
                 return
             if queue:
                 item = queue.popleft()
@@ -151,6 +154,22 @@ class WorkerPool(Generic[T]):
                     idle.remove(waiter)
             if item is _STOP:
                 return
+
+    def _retire(self) -> None:
+        """This worker's context is dirty: a fresh worker takes over its queue."""
+        self._workers.discard(asyncio.current_task())
+        if self._queue:
+            self._busy += 1
+            self._spawn(self._queue.popleft())
+        elif not self._busy:
+            self._wake_drained()
+
+    def _spawn(self, item: T) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._work(item), context=self._context.copy()
+        )
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
 
     def _wake_drained(self) -> None:
         drained, self._drained = self._drained, None
