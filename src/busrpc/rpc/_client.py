@@ -44,6 +44,7 @@ from ._method import (
     claim_subject,
     direct_subject,
     topic_tokens,
+    validate_name,
 )
 
 __all__ = ["RpcClient"]
@@ -85,6 +86,7 @@ class RpcClient:
         request_hooks: Sequence[RequestHook] = (),
         response_hooks: Sequence[ResponseHook] = (),
     ) -> None:
+        validate_name("namespace", namespace)
         self.bus = bus
         self.namespace = namespace or None
         self.timeout = timeout

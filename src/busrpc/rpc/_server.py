@@ -28,7 +28,16 @@ from .._core import (
 )
 from ..bus import MessageBus, Overflow, Subscription, SupportsListen
 from ._call import ServerCall, ServerInterceptor, ServerNext, _current
-from ._method import Claim, Method, Topic, base_subject, claim_subject, direct_subject, topic_tokens
+from ._method import (
+    Claim,
+    Method,
+    Topic,
+    base_subject,
+    claim_subject,
+    direct_subject,
+    topic_tokens,
+    validate_name,
+)
 from ._pool import WorkerPool
 from ._timers import TimerWheel
 from ._wire import deadline_of
@@ -127,6 +136,8 @@ class RpcServer:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         shutdown_grace: float = 10.0,
     ) -> None:
+        validate_name("namespace", namespace)
+        validate_name("server_id", server_id)
         self.bus = bus
         self.server_id = server_id or secrets.token_hex(6)
         if "." in self.server_id or "*" in self.server_id or ">" in self.server_id:
