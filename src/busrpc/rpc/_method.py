@@ -241,14 +241,21 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
 class SelectionOpts(msgspec.Struct, frozen=True, kw_only=True):
     """How the client picks a server for an affinity call (psrpc's SelectionOpts).
 
+    The defaults are psrpc's for affinity methods: collect bids for one second, and for at
+    most 0.2 s after the first valid one (psrpc ``client.go``: ``DefaultAffinityTimeout``,
+    ``DefaultAffinityShortCircuit``, applied in ``pkg/client/options.go``).
+
     Attributes:
         minimum_affinity: claims below this are ignored (when > 0).
         maximum_affinity: when > 0, a claim at or above it is taken at once.
         accept_first_available: take the first valid claim at once.
         affinity_timeout: seconds to collect claims (``None``: until the call deadline).
-        short_circuit_timeout: seconds to keep collecting after the first valid claim.
+            When it ends with no valid claim, the call fails `Unavailable` at once.
+        short_circuit_timeout: seconds to keep collecting after the first valid claim
+            (``None``: no short circuit).
         select: custom choice among the valid claims, returning a server id (may raise
-            `RpcError`); called when collection ends.
+            `RpcError`); called when collection ends, and only when there is at least
+            one valid claim (with none, the call fails `Unavailable` without calling it).
 
     Example:
         >>> await svc.transcode(job, selection=SelectionOpts(minimum_affinity=0.5))
@@ -257,7 +264,7 @@ class SelectionOpts(msgspec.Struct, frozen=True, kw_only=True):
     minimum_affinity: float = 0.0
     maximum_affinity: float = 0.0
     accept_first_available: bool = False
-    affinity_timeout: float | None = None
+    affinity_timeout: float | None = 1.0
     short_circuit_timeout: float | None = 0.2
     select: Callable[[Sequence[Claim]], str] | None = None
 
