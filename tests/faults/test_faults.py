@@ -204,8 +204,7 @@ async def test_handler_exception_is_internal_error_without_detail_and_logged_on_
             str(error),
             repr(error),
             error.message,
-            *error.details,
-            *error.details.values(),
+            repr(error.details),
         ):
             assert "secret detail" not in text
         assert await faults.echo(Echo(text="after"), timeout=5) == Echo(text="after")

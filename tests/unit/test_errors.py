@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import enum
+import math
+
 import pytest
 
 import busrpc
@@ -18,6 +22,15 @@ from busrpc import (
     Unavailable,
     WouldBlock,
 )
+from busrpc._core import (
+    Headers,
+    JSONValue,
+    Message,
+    error_message,
+    error_of,
+    rpc_error_from_exception,
+)
+from busrpc._core._replies import header_text
 
 # code -> (HTTP status, gRPC status), as psrpc's ToHTTP and ToGRPC have them.
 PSRPC: dict[str, tuple[int, int]] = {
@@ -180,3 +193,140 @@ def test_subclasses_carry_their_code() -> None:
 def test_error_code_is_public_and_callable() -> None:
     assert busrpc.ErrorCode("not_found") is ErrorCode.NOT_FOUND
     assert ErrorCode("not_found").http_status == 404
+
+
+# -- details: any JSON value, refused loudly otherwise (issue 02) ----------------------------
+
+
+class Color(enum.StrEnum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+def test_details_take_any_json_value() -> None:
+    details: dict[str, JSONValue] = {
+        "s": "x",
+        "i": 1,
+        "big": 2**80,
+        "f": 0.5,
+        "b": False,
+        "n": None,
+        "l": [1, [2, {"three": None}]],
+        "o": {"p": {"q": []}},
+    }
+    assert RpcError("aborted", "x", details).details == details
+
+
+def test_details_are_a_deep_copy_in_plain_json_types() -> None:
+    inner = {"ids": [1, 2]}
+    error = RpcError("aborted", "x", {"inner": inner, "pair": (1, 2), "color": Color.RED})
+    inner["ids"].append(3)
+    assert error.details == {"inner": {"ids": [1, 2]}, "pair": [1, 2], "color": "red"}
+    assert type(error.details["color"]) is str
+    level = RpcError("aborted", "x", {"level": Level.HIGH}).details["level"]
+    assert (level, type(level)) == (3, int)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"b": b"bytes"},
+        {"s": {1, 2}},
+        {"o": object()},
+        {"nested": {"deep": [1, {"bad": b"x"}]}},
+        {"nan": math.nan},
+        {"inf": [math.inf]},
+        {1: "non-string key"},
+        {"k": {2: "nested non-string key"}},
+    ],
+    ids=["bytes", "set", "object", "nested", "nan", "inf", "key", "nested-key"],
+)
+def test_details_json_cannot_carry_are_refused_at_construction(details: object) -> None:
+    with pytest.raises(TypeError, match="details"):
+        RpcError("aborted", "x", details)  # type: ignore[arg-type]
+
+
+def test_details_nested_without_end_are_refused() -> None:
+    cycle: dict[str, JSONValue] = {}
+    cycle["self"] = cycle
+    with pytest.raises(TypeError, match="deeper"):
+        RpcError("aborted", "x", cycle)
+
+
+def test_details_must_be_a_mapping() -> None:
+    with pytest.raises(TypeError, match="mapping"):
+        RpcError("aborted", "x", ["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+def test_subclasses_take_json_details() -> None:
+    assert DeadlineExceeded("slow", {"waited_ms": 1500}).details == {"waited_ms": 1500}
+    assert Unavailable("gone", {"retry": [1, 2]}).details == {"retry": [1, 2]}
+
+
+def test_an_error_copies_with_its_details() -> None:
+    error = RpcError("aborted", "line\nnext", {"l": [1, {"x": None}]})
+    again = copy.deepcopy(error)  # through __reduce__, as pickle would
+    assert (again.code, again.message, again.details) == (error.code, error.message, error.details)
+
+
+# -- the error reply on the wire ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["plain", "two\nlines", "crlf\r\nX-Injected: 1", "  spaces  ", "\n", "é ✓", "x" * 5000],
+)
+def test_an_error_reply_carries_the_exact_message_in_its_body(message: str) -> None:
+    error = RpcError("not_found", message, {"n": [1, None]})
+    reply = error_message("_INBOX.x.1", error, "server-1")
+    header = reply.headers[Headers.NATS_ERROR]
+    assert header and "\r" not in header and "\n" not in header and len(header) <= 1024
+    back = error_of(reply, "svc.m")
+    assert (back.code, back.message, back.details) == (error.code, message, {"n": [1, None]})
+
+
+def test_the_header_copy_is_one_line() -> None:
+    assert header_text("a\r\nb") == "a b"
+    assert header_text("a\n\n\nb\tc\x00d") == "a b c d"
+    assert header_text("  padded \n") == "padded"
+    assert header_text("x" * 2000) == "x" * 1021 + "..."
+
+
+def test_an_empty_header_copy_falls_back_to_the_code() -> None:
+    reply = error_message("r", RpcError("aborted", "\r\n"), "s")
+    assert reply.headers[Headers.NATS_ERROR] == "aborted"
+    assert error_of(reply, "svc.m").message == "\r\n"
+
+
+def test_the_header_is_read_when_the_body_says_nothing() -> None:
+    headers = {Headers.NATS_ERROR_CODE: "404", Headers.NATS_ERROR: "from the header"}
+    for data in (b"", b"not json", b'{"code": "not_found"}', b'{"message": "no code"}'):
+        error = error_of(Message("r", data, headers), "svc.m")
+        assert (error.code, error.message) == (ErrorCode.NOT_FOUND, "from the header")
+
+
+# -- exceptions raised by handlers ----------------------------------------------------------
+
+
+def test_an_rpc_error_is_sent_as_raised() -> None:
+    error = RpcError("not_found", "no user", {"id": 1})
+    assert rpc_error_from_exception(error) is error
+
+
+def test_not_implemented_is_unimplemented_without_its_text() -> None:
+    error = rpc_error_from_exception(NotImplementedError("secret roadmap"))
+    assert error.code is ErrorCode.UNIMPLEMENTED
+    assert "secret" not in error.message
+
+
+@pytest.mark.parametrize("exc", [ValueError("secret"), KeyError("secret"), TimeoutError()])
+def test_any_other_exception_is_internal_without_its_text(exc: Exception) -> None:
+    error = rpc_error_from_exception(exc)
+    assert (error.code, error.message, dict(error.details)) == (
+        ErrorCode.INTERNAL,
+        "internal error",
+        {},
+    )

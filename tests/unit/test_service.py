@@ -104,26 +104,24 @@ def test_affinity_scorer_by_decorator() -> None:
     assert Worker().score("x") == 1.0
 
 
-async def test_annotations_are_required(memory_bus: MemoryBus) -> None:
-    @busrpc.service("bare")
-    class Unannotated:
-        @busrpc.rpc
-        async def ping(self, req):  # type: ignore[no-untyped-def]
-            return req
-
+def test_annotations_are_required_when_the_service_is_declared() -> None:
     with pytest.raises(TypeError, match="annotate"):
-        busrpc.Server(memory_bus, Unannotated())
+
+        @busrpc.service("bare")
+        class Unannotated:
+            @busrpc.rpc
+            async def ping(self, req):  # type: ignore[no-untyped-def]
+                return req
 
 
-async def test_invalid_names_are_refused(memory_bus: MemoryBus) -> None:
-    @busrpc.service("bad.name")
-    class Dotted:
-        @busrpc.rpc
-        async def ping(self, req: str) -> str:
-            return req
-
+def test_invalid_names_are_refused_when_declared() -> None:
     with pytest.raises(ValueError, match=r"bad\.name"):
-        busrpc.Server(memory_bus, Dotted())
+
+        @busrpc.service("bad.name")
+        class Dotted:
+            @busrpc.rpc
+            async def ping(self, req: str) -> str:
+                return req
 
 
 async def test_client_and_server_need_services(memory_bus: MemoryBus) -> None:

@@ -24,6 +24,7 @@ from ._errors import (
     DeadlineExceeded,
     ErrorCode,
     ExceptionMap,
+    JSONValue,
     ProtocolError,
     RpcError,
     TransportError,
@@ -31,6 +32,7 @@ from ._errors import (
     WouldBlock,
     map_exceptions,
     rpc_error,
+    rpc_error_from_exception,
 )
 from ._message import Headers, Message
 from ._replies import (
@@ -59,6 +61,7 @@ __all__ = [
     "ErrorCode",
     "ExceptionMap",
     "Headers",
+    "JSONValue",
     "JsonCodec",
     "Message",
     "MsgpackCodec",
@@ -80,4 +83,5 @@ __all__ = [
     "no_responders",
     "register_codec",
     "rpc_error",
+    "rpc_error_from_exception",
 ]

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, TypeAlias
 
 __all__ = [
@@ -34,13 +35,20 @@ __all__ = [
     "DeadlineExceeded",
     "ErrorCode",
     "ExceptionMap",
+    "JSONValue",
     "ProtocolError",
     "RpcError",
     "TransportError",
     "Unavailable",
     "WouldBlock",
     "map_exceptions",
+    "rpc_error_from_exception",
 ]
+
+JSONValue: TypeAlias = (
+    bool | int | float | str | Sequence["JSONValue"] | Mapping[str, "JSONValue"] | None
+)
+"""A value JSON can carry: what `RpcError` details hold (lists and objects nest)."""
 
 
 @enum.unique
@@ -208,30 +216,38 @@ class WouldBlock(BusrpcError):
 class RpcError(BusrpcError):
     """A call failed; ``code`` says why, and travels on the wire unchanged.
 
-    Handlers raise it on purpose; the caller receives the same code, message and details.
+    Handlers raise it on purpose; the caller receives the same code, message and details,
+    exactly (newlines, spaces and all).
 
     Args:
         code: an `ErrorCode` or its wire string (``"not_found"``).
-        message: human-readable, safe to show to the caller.
-        details: string key/values for machines (field names, retry hints).
+        message: human-readable, safe to show to the caller (default: the code in words).
+        details: data for machines (field names, retry hints): a mapping of strings to
+            any JSON value (``None``, bools, numbers, strings, lists, objects), kept as
+            a copy in plain JSON types (tuples become lists) so that what the caller
+            receives equals ``error.details`` here.
+
+    Raises:
+        TypeError: *details* holds something JSON cannot carry exactly (a non-string
+            key, bytes, a set, an object, NaN or infinity).
 
     Example:
-        >>> raise busrpc.RpcError("not_found", "no user 42", {"user_id": "42"})
+        >>> raise busrpc.RpcError("not_found", "no user 42", {"user_id": 42, "tried": ["a"]})
     """
 
     code: ErrorCode
     message: str
-    details: Mapping[str, str]
+    details: Mapping[str, JSONValue]
 
     def __init__(
         self,
         code: ErrorCode | str,
         message: str = "",
-        details: Mapping[str, str] | None = None,
+        details: Mapping[str, JSONValue] | None = None,
     ) -> None:
         self.code = code if isinstance(code, ErrorCode) else ErrorCode(code)
         self.message = message or self.code.value.replace("_", " ")
-        self.details = dict(details) if details else {}
+        self.details = _json_object(details, "details", 0) if details else {}
         super().__init__(self.code, self.message)
 
     def __str__(self) -> str:
@@ -254,11 +270,50 @@ class RpcError(BusrpcError):
         return self.code.grpc_status
 
 
+_MAX_DEPTH: Final = 64  # deeper details are a bug (or a cycle), not data
+
+
+def _json_object(value: object, where: str, depth: int) -> dict[str, JSONValue]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where} must be a mapping of str to JSON values, got {_kind(value)}")
+    copy: dict[str, JSONValue] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{where} keys must be str, got {_kind(key)} {key!r}")
+        copy[str.__str__(key)] = _json_value(item, f"{where}[{key!r}]", depth + 1)
+    return copy
+
+
+def _json_value(value: object, where: str, depth: int) -> JSONValue:
+    """A copy of *value* in plain JSON types (subclasses become their base type)."""
+    if depth > _MAX_DEPTH:
+        raise TypeError(f"{where} nests deeper than {_MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool):  # bool has no subclasses
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{where} is {value!r}: JSON has no NaN or infinity")
+        return float(value)
+    if isinstance(value, Mapping):
+        return _json_object(value, where, depth)
+    if isinstance(value, list | tuple):
+        return [_json_value(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    raise TypeError(f"{where} is {_kind(value)}, which JSON cannot carry")
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
+
+
 class DeadlineExceeded(RpcError, TimeoutError):
     """The deadline passed. ``except TimeoutError`` catches it too."""
 
     def __init__(
-        self, message: str = "deadline exceeded", details: Mapping[str, str] | None = None
+        self, message: str = "deadline exceeded", details: Mapping[str, JSONValue] | None = None
     ) -> None:
         super().__init__(ErrorCode.DEADLINE_EXCEEDED, message, details)
 
@@ -267,21 +322,46 @@ class Unavailable(RpcError):
     """No server could take the call: none listening, or the server shut down."""
 
     def __init__(
-        self, message: str = "unavailable", details: Mapping[str, str] | None = None
+        self, message: str = "unavailable", details: Mapping[str, JSONValue] | None = None
     ) -> None:
         super().__init__(ErrorCode.UNAVAILABLE, message, details)
 
 
 def rpc_error(
-    code: ErrorCode | str, message: str = "", details: Mapping[str, str] | None = None
+    code: ErrorCode | str, message: str = "", details: Mapping[str, JSONValue] | None = None
 ) -> RpcError:
-    """The most specific `RpcError` for *code* (what a caller receives from the wire)."""
+    """The most specific `RpcError` for *code* (what a caller receives from the wire).
+
+    Example:
+        >>> type(rpc_error("unavailable", "draining"))
+        <class 'busrpc.Unavailable'>
+    """
     code = code if isinstance(code, ErrorCode) else ErrorCode(code)
     if code is ErrorCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(message or "deadline exceeded", details)
     if code is ErrorCode.UNAVAILABLE:
         return Unavailable(message or "unavailable", details)
     return RpcError(code, message, details)
+
+
+def rpc_error_from_exception(exc: Exception) -> RpcError:
+    """The error a caller receives when a handler raises *exc*.
+
+    An `RpcError` is sent as raised; `NotImplementedError` becomes ``unimplemented``; any
+    other exception ``internal``. Neither carries the exception's text: it may hold
+    internals (paths, data, secrets), so it stays in the server's log.
+
+    Example:
+        >>> rpc_error_from_exception(NotImplementedError("v2 only")).code
+        <ErrorCode.UNIMPLEMENTED: 'unimplemented'>
+        >>> rpc_error_from_exception(KeyError("secret")).message
+        'internal error'
+    """
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, NotImplementedError):
+        return RpcError(ErrorCode.UNIMPLEMENTED, "not implemented")
+    return RpcError(ErrorCode.INTERNAL, "internal error")
 
 
 ExceptionMap: TypeAlias = Mapping[type[BaseException], type[BusrpcError]]

@@ -17,6 +17,7 @@ from ._client import RpcClient
 from ._method import (
     Claim,
     Method,
+    NameKind,
     Response,
     SelectionOpts,
     Topic,
@@ -24,6 +25,7 @@ from ._method import (
     claim_subject,
     direct_subject,
     topic_tokens,
+    validate_name,
 )
 from ._server import DEFAULT_MAX_MESSAGE_SIZE, RpcServer, ServerStatistics
 from ._wire import INBOX_PREFIX
@@ -37,6 +39,7 @@ __all__ = [
     "Method",
     "MultiInterceptor",
     "MultiNext",
+    "NameKind",
     "Next",
     "RequestHook",
     "Response",
@@ -54,4 +57,5 @@ __all__ = [
     "current_call",
     "direct_subject",
     "topic_tokens",
+    "validate_name",
 ]

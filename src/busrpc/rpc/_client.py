@@ -47,6 +47,7 @@ from ._method import (
     describe_subject,
     direct_subject,
     topic_tokens,
+    validate_name,
 )
 from ._server import ServiceDescription
 
@@ -91,6 +92,7 @@ class RpcClient:
         request_hooks: Sequence[RequestHook] = (),
         response_hooks: Sequence[ResponseHook] = (),
     ) -> None:
+        validate_name("namespace", namespace)
         self.bus = bus
         self.namespace = namespace or None
         self.timeout = timeout
@@ -252,7 +254,15 @@ class RpcClient:
     # -- affinity ------------------------------------------------------------------------
 
     async def _select(self, call: Call, opts: SelectionOpts) -> Call:
-        """Ask every server for a claim, pick one as psrpc does, and address it directly."""
+        """Ask every server for a claim, pick one, and address the winner directly.
+
+        psrpc's ``selectServer`` (livekit/psrpc ``pkg/client/rpc.go``), with these
+        differences: a bid of exactly 0 is valid (a server opts out with a negative
+        score); an answer that the request is malformed fails the call at once (every
+        server decodes it alike); ``select`` is never called without a valid claim; a
+        claim whose server id is not a valid name is ignored. When collection ends with
+        no valid claim the call fails then, not at its deadline.
+        """
         inbox = Inbox.for_bus(self.bus)
         await inbox.wait_started()
         loop = asyncio.get_running_loop()
@@ -265,11 +275,9 @@ class RpcClient:
         stop_at = call.deadline.when
         if opts.affinity_timeout is not None:
             stop_at = min(stop_at, loop.time() + opts.affinity_timeout)
-        best: Claim | None = None
         valid: list[Claim] = []
         count = 0
         answer_error: RpcError | None = None
-        shorted = False
         with ReplyStream(inbox, call.deadline) as stream:
             claims = Message(claim_subject(subject), data, headers, stream.reply_to)
             await self.bus.publish(claims)
@@ -277,11 +285,11 @@ class RpcClient:
                 while (reply := stream.pop()) is not None:
                     if is_error(reply):
                         error = error_of(reply, subject)
-                        if error.code is ErrorCode.UNAVAILABLE and not count:
-                            raise error  # no responders: nobody will bid
+                        if is_no_responders(reply) or error.code is ErrorCode.MALFORMED_REQUEST:
+                            raise error  # nobody will bid, or nobody can read the request
                         answer_error = error
                         continue
-                    try:
+                    try:  # Claim checks its server id: a bad one is no claim either
                         claim = _claim_decoder.decode(reply.data)
                     except msgspec.DecodeError:
                         continue  # not a claim: ignore it, as psrpc does
@@ -292,15 +300,13 @@ class RpcClient:
                         opts.maximum_affinity > 0 and claim.affinity >= opts.maximum_affinity
                     ):
                         return _direct(call, claim.server_id)
-                    valid.append(claim)
-                    if best is None or claim.affinity > best.affinity:
-                        best = claim
-                    if opts.short_circuit_timeout is not None and not shorted:
-                        shorted = True
+                    if not valid and opts.short_circuit_timeout is not None:
                         stop_at = min(stop_at, loop.time() + opts.short_circuit_timeout)
-        if opts.select is not None:
-            return _direct(call, opts.select(valid))
-        if best is not None:
+                    valid.append(claim)
+        if valid:
+            if opts.select is not None:
+                return _direct(call, opts.select(valid))
+            best = max(valid, key=lambda claim: claim.affinity)  # first of the highest
             return _direct(call, best.server_id)
         if answer_error is not None:
             raise answer_error

@@ -29,6 +29,7 @@ from .._core import (
     TransportError,
     codec_for_content_type,
     error_message,
+    rpc_error_from_exception,
 )
 from ..bus import MessageBus
 from ._call import ServerCall, ServerNext, _current
@@ -201,11 +202,10 @@ class Dispatcher:
             error = exc
         except CodecError as exc:
             error = RpcError(ErrorCode.MALFORMED_RESULT, f"cannot encode result: {exc}")
-        except NotImplementedError as exc:
-            error = RpcError(ErrorCode.UNIMPLEMENTED, str(exc) or "not implemented")
-        except Exception:
-            logger.exception("handler failed", extra={"method": _name(route.method)})
-            error = RpcError(ErrorCode.INTERNAL, "internal error")
+        except Exception as exc:
+            if not isinstance(exc, NotImplementedError):
+                logger.exception("handler failed", extra={"method": _name(route.method)})
+            error = rpc_error_from_exception(exc)
         finally:
             # Done before the reply goes out: a caller that has its answer never sees
             # its own call still counted in flight, and no cancel can reach a later call.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar, overload
 
 import msgspec
 
@@ -13,6 +13,7 @@ from .._core import Codec, RpcError, default_codec_for
 __all__ = [
     "Claim",
     "Method",
+    "NameKind",
     "Response",
     "SelectionOpts",
     "Topic",
@@ -22,6 +23,7 @@ __all__ = [
     "describe_subject",
     "direct_subject",
     "topic_tokens",
+    "validate_name",
 ]
 
 Req = TypeVar("Req")
@@ -31,8 +33,71 @@ T = TypeVar("T")
 Topic = str | Sequence[str]
 """A topic: one subject token (``"eu"``) or several (``("eu", "west")``)."""
 
-_NAME: Final = re.compile(r"^[A-Za-z0-9_-]+$")
-_TOKEN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:+=~-]*$")
+NameKind: TypeAlias = Literal["service", "method", "namespace", "topic", "server_id"]
+"""What a name is for: each kind is one part of an address (`validate_name`)."""
+
+# One family: a token starts with a letter or a digit, so it can never be mistaken for a
+# control subject (`_claim`, `_INBOX`, ...: leading `_`) or a server id (leading `@`), and
+# holds no `.`, wildcard, whitespace or control character on any bus. Topics also allow a
+# few punctuation marks (`eu:west`, `k=v`), as they did from the start.
+_NAME_TOKEN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_TOPIC_TOKEN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_:+=~-]*")
+_RULES: Final[dict[str, tuple[str, re.Pattern[str], str]]] = {
+    # kind: (what the error calls it, token pattern, what the error says is allowed)
+    "service": ("service name", _NAME_TOKEN, "letters, digits, _ and -"),
+    "method": ("method name", _NAME_TOKEN, "letters, digits, _ and -"),
+    "server_id": ("server id", _NAME_TOKEN, "letters, digits, _ and -"),
+    "namespace": (
+        "namespace",
+        _NAME_TOKEN,
+        "dot-separated tokens of letters, digits, _ and -",
+    ),
+    "topic": ("topic token", _TOPIC_TOKEN, "letters, digits and _:+=~- only"),
+}
+
+
+@overload
+def validate_name(kind: NameKind, value: str) -> str: ...
+@overload
+def validate_name(kind: NameKind, value: None) -> None: ...
+def validate_name(kind: NameKind, value: str | None) -> str | None:
+    """Check that *value* can be used as the *kind* part of an address; return it.
+
+    The one naming rule of busrpc, the same on every bus, applied where a name is declared
+    or configured (``@busrpc.service``, ``@busrpc.rpc``, ``RpcClient``, ``RpcServer``,
+    ``topic=``), never at first use. A name is a token that starts with a letter or a
+    digit, followed by letters, digits, ``_`` and ``-``. A namespace is one or more such
+    tokens separated by ``.`` (``eu.prod``). A topic token may also hold ``:+=~``.
+    Names starting with ``_`` are reserved for busrpc's control subjects (``_claim``,
+    ``_INBOX``) and ``@`` for server ids, so both are refused. ``None`` (no name given)
+    passes through unchecked.
+
+    Raises:
+        ValueError: *value* is not a valid name of that kind (the message says why).
+        TypeError: *value* is not a string.
+
+    Example:
+        >>> validate_name("service", "greeter")
+        'greeter'
+        >>> validate_name("namespace", "eu.prod")
+        'eu.prod'
+        >>> validate_name("method", "_claim")
+        Traceback (most recent call last):
+        ValueError: invalid method name '_claim': ...
+    """
+    if value is None:
+        return None
+    what, pattern, allowed = _RULES[kind]
+    if not isinstance(value, str):
+        raise TypeError(f"a {what} must be a str, got {type(value).__name__}")
+    tokens = value.split(".") if kind == "namespace" else (value,)
+    for token in tokens:
+        if pattern.fullmatch(token) is None:
+            raise ValueError(
+                f"invalid {what} {value!r}: {allowed}, starting with a letter or a digit "
+                "(_ and @ are reserved for busrpc)"
+            )
+    return value
 
 
 class Method(Generic[Req, Resp]):
@@ -70,9 +135,8 @@ class Method(Generic[Req, Resp]):
         affinity: bool = False,
         topics: bool = False,
     ) -> None:
-        for what, value in (("service", service), ("method", name)):
-            if not _NAME.match(value):
-                raise ValueError(f"invalid {what} name {value!r}: use letters, digits, _ and -")
+        validate_name("service", service)
+        validate_name("method", name)
         if multi and affinity:
             raise ValueError(f"{service}.{name}: a method is either multi or affinity, not both")
         self.service = service
@@ -93,8 +157,13 @@ def topic_tokens(topic: Topic | None) -> tuple[str, ...]:
     """Validate *topic* and return its subject tokens.
 
     Raises:
-        ValueError: a token is empty, has ``.``, wildcards or whitespace, or starts with
-            ``@`` or ``_`` (reserved for server ids and control subjects).
+        ValueError: no token, or a token is not a valid topic token (`validate_name`):
+            empty, with ``.``, wildcards or whitespace, or starting with ``@`` or ``_``
+            (reserved for server ids and control subjects).
+
+    Example:
+        >>> topic_tokens(("eu", "west"))
+        ('eu', 'west')
     """
     if topic is None:
         return ()
@@ -102,11 +171,7 @@ def topic_tokens(topic: Topic | None) -> tuple[str, ...]:
     if not tokens:
         raise ValueError("empty topic")
     for token in tokens:
-        if not _TOKEN.match(token):
-            raise ValueError(
-                f"invalid topic token {token!r}: letters, digits and _:+=~- only, "
-                "not starting with @ or _"
-            )
+        validate_name("topic", token)
     return tokens
 
 
@@ -118,7 +183,12 @@ def base_subject(namespace: str | None, method: Method[Any, Any], topic: tuple[s
 
 
 def direct_subject(base: str, server_id: str) -> str:
-    """``{base}.@{server_id}``: one named server instance."""
+    """``{base}.@{server_id}``: one named server instance.
+
+    Raises:
+        ValueError: *server_id* is not a valid server id (`validate_name`).
+    """
+    validate_name("server_id", server_id)
     return f"{base}.@{server_id}"
 
 
@@ -162,23 +232,42 @@ class Response(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
-    """A server's bid for an affinity call: higher affinity is better."""
+    """A server's bid for an affinity call: higher affinity is better.
+
+    Raises:
+        ValueError: *server_id* is not a valid server id (`validate_name`); decoding a
+            claim with one raises `msgspec.ValidationError`.
+
+    Example:
+        >>> Claim(server_id="node-7", affinity=0.8)
+        Claim(server_id='node-7', affinity=0.8)
+    """
 
     server_id: str
     affinity: float
 
+    def __post_init__(self) -> None:
+        validate_name("server_id", self.server_id)
+
 
 class SelectionOpts(msgspec.Struct, frozen=True, kw_only=True):
     """How the client picks a server for an affinity call (psrpc's SelectionOpts).
+
+    The defaults are psrpc's for affinity methods: collect bids for one second, and for at
+    most 0.2 s after the first valid one (psrpc ``client.go``: ``DefaultAffinityTimeout``,
+    ``DefaultAffinityShortCircuit``, applied in ``pkg/client/options.go``).
 
     Attributes:
         minimum_affinity: claims below this are ignored (when > 0).
         maximum_affinity: when > 0, a claim at or above it is taken at once.
         accept_first_available: take the first valid claim at once.
         affinity_timeout: seconds to collect claims (``None``: until the call deadline).
-        short_circuit_timeout: seconds to keep collecting after the first valid claim.
+            When it ends with no valid claim, the call fails `Unavailable` at once.
+        short_circuit_timeout: seconds to keep collecting after the first valid claim
+            (``None``: no short circuit).
         select: custom choice among the valid claims, returning a server id (may raise
-            `RpcError`); called when collection ends.
+            `RpcError`); called when collection ends, and only when there is at least
+            one valid claim (with none, the call fails `Unavailable` without calling it).
 
     Example:
         >>> await svc.transcode(job, selection=SelectionOpts(minimum_affinity=0.5))
@@ -187,7 +276,7 @@ class SelectionOpts(msgspec.Struct, frozen=True, kw_only=True):
     minimum_affinity: float = 0.0
     maximum_affinity: float = 0.0
     accept_first_available: bool = False
-    affinity_timeout: float | None = None
+    affinity_timeout: float | None = 1.0
     short_circuit_timeout: float | None = 0.2
     select: Callable[[Sequence[Claim]], str] | None = None
 

@@ -39,6 +39,7 @@ from ._method import (
     describe_subject,
     direct_subject,
     topic_tokens,
+    validate_name,
 )
 from ._pool import WorkerPool
 
@@ -113,10 +114,10 @@ class RpcServer:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         shutdown_grace: float = 10.0,
     ) -> None:
+        validate_name("namespace", namespace)
+        validate_name("server_id", server_id)
         self.bus = bus
         self.server_id = server_id or secrets.token_hex(6)
-        if "." in self.server_id or "*" in self.server_id or ">" in self.server_id:
-            raise ValueError(f"invalid server id {self.server_id!r}")
         self.namespace = namespace or None
         self.max_concurrency = max_concurrency or 64 * (os.cpu_count() or 1)
         if max_pending < 1:

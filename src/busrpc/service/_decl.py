@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from .._core import Deadline
-from ..rpc import Method, Response, RpcClient, SelectionOpts, Topic
+from ..rpc import Method, Response, RpcClient, SelectionOpts, Topic, validate_name
 
 __all__ = [
     "BoundMulti",
@@ -43,14 +43,21 @@ class _Declared(Generic[S, Req, Resp]):
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@busrpc.rpc needs an async def, got {fn!r}")
+        if multi and affinity:
+            raise ValueError(f"{fn.__qualname__}: a method is either multi or affinity, not both")
         self.fn = fn
         self.attr = fn.__name__
         self.name = name or fn.__name__
+        try:
+            validate_name("method", self.name)
+        except ValueError as exc:
+            hint = "" if name else " (give it a wire name: @busrpc.rpc(name=...))"
+            raise ValueError(f"{fn.__qualname__}: {exc}{hint}") from None
         self.multi = multi
         self.affinity_enabled = affinity
         self.topics = topics
         self.affinity_fn: Callable[[S, Req], float | Awaitable[float]] | None = None
-        self._method: Method[Req, Resp] | None = None
+        self._methods: dict[str, Method[Req, Resp]] = {}  # by service name
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -72,10 +79,19 @@ class _Declared(Generic[S, Req, Resp]):
         return fn
 
     def method(self, service: str) -> Method[Req, Resp]:
-        """The wire-level `Method` (types resolved from the annotations on first use)."""
-        if self._method is None or self._method.service != service:
+        """The wire-level `Method` of this method in *service*.
+
+        `service` builds it when it decorates the class; only annotations naming types
+        defined after the class (forward references) wait until this first call.
+
+        Raises:
+            TypeError: an annotation is missing or does not resolve, the signature is not
+                ``(self, request)``, or no codec supports a type.
+        """
+        found = self._methods.get(service)
+        if found is None:
             req, resp = _types_of(self.fn)
-            self._method = Method(
+            found = self._methods[service] = Method(
                 service,
                 self.name,
                 req,
@@ -84,7 +100,7 @@ class _Declared(Generic[S, Req, Resp]):
                 affinity=self.affinity_enabled,
                 topics=self.topics,
             )
-        return self._method
+        return found
 
     def _client(self, instance: object) -> tuple[RpcClient, str] | None:
         found: tuple[RpcClient, str] | None = instance.__dict__.get(_CLIENT_ATTR)
@@ -257,22 +273,38 @@ class ServiceDef:
 def service(name: str | None = None) -> Callable[[C], C]:
     """Declare a class as a service named *name* (default: the class name, lowercased).
 
+    Everything is checked here, when the class is decorated: the service name
+    (`busrpc.rpc.validate_name`), that no two methods share a wire name, and each method's
+    signature, annotations and codecs. Only an annotation naming a type defined after the
+    class in its module (a forward reference) is resolved later, when a server or a
+    client first needs the method.
+
+    Raises:
+        ValueError: *name* (or the default from the class name) is not a valid service
+            name.
+        TypeError: no ``@busrpc.rpc`` method; two methods with one wire name; an affinity
+            method without a scoring function; a method's annotations are missing, do
+            not resolve, or name a type no codec supports.
+
     Example:
         >>> @busrpc.service("greeter")
         ... class Greeter:
         ...     @busrpc.rpc
         ...     async def say_hello(self, req: Hello) -> Greeting: ...
     """
+    if name is not None:
+        validate_name("service", name)
 
     def decorate(cls: C) -> C:
-        methods: dict[str, _Declared[Any, Any, Any]] = {}
-        for klass in reversed(cls.__mro__):
-            for attr, value in vars(klass).items():
-                if isinstance(value, _Declared):
-                    methods[attr] = value
+        service_name = name
+        if service_name is None:
+            try:
+                service_name = validate_name("service", cls.__name__.lower())
+            except ValueError as exc:
+                raise ValueError(f"{exc} (name the service: @busrpc.service(name))") from None
+        methods = _declared_methods(cls)
         if not methods:
             raise TypeError(f"service {cls.__name__} declares no @busrpc.rpc methods")
-        service_name = name or cls.__name__.lower()
         for decl in methods.values():
             if decl.affinity_enabled and decl.affinity_fn is None:
                 scorer = getattr(cls, f"{decl.attr}_affinity", None)
@@ -282,10 +314,50 @@ def service(name: str | None = None) -> Callable[[C], C]:
                         f"with @{decl.attr}.affinity or name it {decl.attr}_affinity"
                     )
                 decl.affinity_fn = scorer
+            _resolve(decl, service_name)
         setattr(cls, "__busrpc_service__", ServiceDef(service_name, cls, methods))  # noqa: B010
         return cls
 
     return decorate
+
+
+def _declared_methods(cls: type) -> dict[str, _Declared[Any, Any, Any]]:
+    """The ``@rpc`` methods of *cls* by attribute, as attribute lookup finds them (a
+    subclass attribute hides the base's, even when it is not an ``@rpc`` method).
+
+    Raises:
+        TypeError: two attributes have the same wire name.
+    """
+    methods: dict[str, _Declared[Any, Any, Any]] = {}
+    by_wire_name: dict[str, str] = {}
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for attr, value in vars(klass).items():
+            if attr in seen:
+                continue  # hidden by a class earlier in the MRO
+            seen.add(attr)
+            if not isinstance(value, _Declared):
+                continue
+            other = by_wire_name.setdefault(value.name, attr)
+            if other != attr:
+                raise TypeError(
+                    f"{cls.__name__}.{other} and {cls.__name__}.{attr} have the same wire "
+                    f"name {value.name!r}: give one another name (@busrpc.rpc(name=...))"
+                )
+            methods[attr] = value
+    # Base class methods first, in the order they were declared.
+    order = [attr for klass in reversed(cls.__mro__) for attr in vars(klass)]
+    return {attr: methods[attr] for attr in dict.fromkeys(order) if attr in methods}
+
+
+def _resolve(decl: _Declared[Any, Any, Any], service_name: str) -> None:
+    """Build the method's `Method` now, unless its annotations name a type that is not
+    defined yet (a forward reference): that one resolves on first use."""
+    try:
+        decl.method(service_name)
+    except TypeError as exc:
+        if not isinstance(exc.__cause__, NameError):
+            raise
 
 
 def service_def(obj: object) -> ServiceDef:
@@ -358,6 +430,8 @@ def _types_of(fn: Callable[..., object]) -> tuple[Any, Any]:
             f"cannot resolve the annotations of {fn.__qualname__}: define request and "
             f"response types at module level ({exc})"
         ) from exc
+    except Exception as exc:  # an annotation that is not a type: SyntaxError, TypeError, ...
+        raise TypeError(f"bad annotation on {fn.__qualname__}: {exc!r}") from exc
     params = [p for p in inspect.signature(fn).parameters if p != "self"]
     if len(params) != 1:
         raise TypeError(f"{fn.__qualname__} must take exactly one request argument")
