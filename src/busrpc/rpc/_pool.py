@@ -5,8 +5,9 @@ the task, its first step, its done callback): an eighth of a whole in-memory cal
 live across requests: under load a worker that finishes a call takes the next one from
 the queue without suspending at all, and an idle worker is woken by resolving one future.
 
-Workers never run user code in their own context: the handler runs each call in a fresh
-copy of the server's context (`run_in`), so nothing one call sets is seen by the next.
+Workers start in a copy of the server's context, never the submitter's, and a worker
+whose item left anything set in its context is retired: nothing one call sets is seen by
+the next.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Final, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Final, Generic, TypeVar
 
-__all__ = ["WorkerPool", "run_in"]
+__all__ = ["WorkerPool"]
 
 logger = logging.getLogger("busrpc.rpc")
 
 T = TypeVar("T")
-R = TypeVar("R")
 _STOP: Final = object()
 
 
@@ -175,49 +175,3 @@ class WorkerPool(Generic[T]):
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
-
-
-def run_in(context: contextvars.Context, awaitable: Awaitable[R]) -> Awaitable[R]:
-    """Await *awaitable* with every step run inside *context*, from the current task.
-
-    What a task of its own with ``context=`` would give, without the task: the worker
-    that awaits it lives across calls, the context does not. Cancelling the awaiting task
-    reaches *awaitable* as usual.
-
-    Example:
-        >>> ctx = base.copy()
-        >>> result = await run_in(ctx, handler(request))
-    """
-    return _RunIn(context, awaitable)
-
-
-class _RunIn(Generic[R]):
-    __slots__ = ("_awaitable", "_context")
-
-    def __init__(self, context: contextvars.Context, awaitable: Awaitable[R]) -> None:
-        self._context = context
-        self._awaitable = awaitable
-
-    def __await__(self) -> Generator[Any, Any, R]:
-        run = self._context.run
-        coro = run(self._awaitable.__await__)
-        try:
-            yielded = run(coro.send, None)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        while True:
-            try:
-                sent = yield yielded
-            except GeneratorExit:
-                run(coro.close)
-                raise
-            except BaseException as exc:  # noqa: BLE001  # cancellation: the coroutine's to handle
-                try:
-                    yielded = run(coro.throw, exc)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
-            else:
-                try:
-                    yielded = run(coro.send, sent)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
