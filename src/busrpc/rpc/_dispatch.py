@@ -22,6 +22,7 @@ from .._core import (
     ClosedResourceError,
     Codec,
     CodecError,
+    Deadline,
     ErrorCode,
     Headers,
     Message,
@@ -159,16 +160,7 @@ class Dispatcher:
             self.failed += 1
             await self.reply_error(reply, exc)
             return
-        call = ServerCall(
-            method=route.method,
-            request=request,
-            subject=message.subject,
-            headers=message.headers,
-            deadline=deadline,
-            server_id=self.server_id,
-            topic=route.topic,
-            reply=reply,
-        )
+        call = self._server_call(message, route, request, deadline)
         # The worker runs in a copy of the server's context and is retired (WorkerPool)
         # if a call leaves anything set in it: nothing the caller's task or an earlier
         # call set is ever seen here. (A fresh context per call, the handler driven through
@@ -241,6 +233,20 @@ class Dispatcher:
         if message.reply:
             self.send_nowait(error_message(message.reply, error, self.server_id))
 
+    def _server_call(
+        self, message: Message, route: Route, request: object, deadline: Deadline
+    ) -> ServerCall:
+        return ServerCall(
+            method=route.method,
+            request=request,
+            subject=message.subject,
+            headers=message.headers,
+            deadline=deadline,
+            server_id=self.server_id,
+            topic=route.topic,
+            reply=message.reply,
+        )
+
     def _decode(self, message: Message, route: Route) -> tuple[object, Codec]:
         """Decode the request; the reply uses the request's codec."""
         if len(message.data) > self.max_message_size:
@@ -282,16 +288,7 @@ class Dispatcher:
         except RpcError as exc:
             await self.reply_error(reply, exc)
             return
-        call = ServerCall(
-            method=route.method,
-            request=request,
-            subject=message.subject,
-            headers=message.headers,
-            deadline=deadline,
-            server_id=self.server_id,
-            topic=route.topic,
-            reply=reply,
-        )
+        call = self._server_call(message, route, request, deadline)
         current = _current.set(call)
         assert route.affinity is not None
         try:
