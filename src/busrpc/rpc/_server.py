@@ -128,11 +128,11 @@ class RpcServer:
         shutdown_grace: float = 10.0,
     ) -> None:
         self.bus = bus
-        self.server_id = server_id or secrets.token_hex(6)
+        self.server_id: str = server_id or secrets.token_hex(6)
         if "." in self.server_id or "*" in self.server_id or ">" in self.server_id:
             raise ValueError(f"invalid server id {self.server_id!r}")
-        self.namespace = namespace or None
-        self.max_concurrency = max_concurrency or 64 * (os.cpu_count() or 1)
+        self.namespace: str | None = namespace or None
+        self.max_concurrency: int = max_concurrency or 64 * (os.cpu_count() or 1)
         self.max_pending = max_pending
         self.default_timeout = default_timeout
         self.max_message_size = max_message_size

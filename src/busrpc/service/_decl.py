@@ -44,10 +44,10 @@ class _Declared(Generic[S, Req, Resp]):
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@busrpc.rpc needs an async def, got {fn!r}")
         self.fn = fn
-        self.attr = fn.__name__
-        self.name = name or fn.__name__
+        self.attr: str = fn.__name__
+        self.name: str = name or fn.__name__
         self.multi = multi
-        self.affinity_enabled = affinity
+        self.affinity_enabled: bool = affinity
         self.topics = topics
         self.affinity_fn: Callable[[S, Req], float | Awaitable[float]] | None = None
         self._method: Method[Req, Resp] | None = None
