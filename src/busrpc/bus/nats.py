@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NatsBus", "NatsSubscription"]
 
-logger = logging.getLogger("busrpc.bus.nats")
+logger: logging.Logger = logging.getLogger("busrpc.bus.nats")
 
 _NATS_ERRORS: Final[ExceptionMap] = {  # most specific first: the first match wins
     nats.errors.NoServersError: ConnectError,

@@ -94,10 +94,10 @@ class RpcClient:
     ) -> None:
         validate_name("namespace", namespace)
         self.bus = bus
-        self.namespace = namespace or None
+        self.namespace: str | None = namespace or None
         self.timeout = timeout
         self.codec = codec
-        self.headers = dict(headers or {})
+        self.headers: dict[str, str] = dict(headers or {})
         self._request_hooks = tuple(request_hooks)
         self._response_hooks = tuple(response_hooks)
         self._unary_chain: Next | None = _chain(list(interceptors), self._send_unary)

@@ -139,13 +139,13 @@ class Method(Generic[Req, Resp]):
         validate_name("method", name)
         if multi and affinity:
             raise ValueError(f"{service}.{name}: a method is either multi or affinity, not both")
-        self.service = service
-        self.name = name
-        self.request_type = request_type
-        self.response_type = response_type
-        self.multi = multi
-        self.affinity = affinity
-        self.topics = topics
+        self.service: str = service
+        self.name: str = name
+        self.request_type: type[Req] = request_type
+        self.response_type: type[Resp] = response_type
+        self.multi: bool = multi
+        self.affinity: bool = affinity
+        self.topics: bool = topics
         self.request_codec: Codec = default_codec_for(request_type)
         self.response_codec: Codec = default_codec_for(response_type)
 

@@ -117,9 +117,9 @@ class RpcServer:
         validate_name("namespace", namespace)
         validate_name("server_id", server_id)
         self.bus = bus
-        self.server_id = server_id or secrets.token_hex(6)
-        self.namespace = namespace or None
-        self.max_concurrency = max_concurrency or 64 * (os.cpu_count() or 1)
+        self.server_id: str = server_id or secrets.token_hex(6)
+        self.namespace: str | None = namespace or None
+        self.max_concurrency: int = max_concurrency or 64 * (os.cpu_count() or 1)
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
         self.max_pending = max_pending

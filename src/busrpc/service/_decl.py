@@ -46,15 +46,15 @@ class _Declared(Generic[S, Req, Resp]):
         if multi and affinity:
             raise ValueError(f"{fn.__qualname__}: a method is either multi or affinity, not both")
         self.fn = fn
-        self.attr = fn.__name__
-        self.name = name or fn.__name__
+        self.attr: str = fn.__name__
+        self.name: str = name or fn.__name__
         try:
             validate_name("method", self.name)
         except ValueError as exc:
             hint = "" if name else " (give it a wire name: @busrpc.rpc(name=...))"
             raise ValueError(f"{fn.__qualname__}: {exc}{hint}") from None
         self.multi = multi
-        self.affinity_enabled = affinity
+        self.affinity_enabled: bool = affinity
         self.topics = topics
         self.affinity_fn: Callable[[S, Req], float | Awaitable[float]] | None = None
         self._methods: dict[str, Method[Req, Resp]] = {}  # by service name
