@@ -4,6 +4,7 @@ and protobuf messages all work, declared by the handler's annotations.
 Define the types at module level: busrpc reads the annotations to pick the decoder.
 Protobuf messages use the protobuf codec, ``bytes`` passes through untouched, everything
 else is JSON (msgspec). The protobuf part needs ``pip install 'busrpc[protobuf]'``.
+pydantic models have an example of their own: ``examples/pydantic_models.py``.
 
     python examples/datatypes.py [URL]
 """

@@ -12,17 +12,22 @@ under a private prefix (`PrefixedBus`), so concurrent test runs, or anything els
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import importlib.util
 import inspect
 import re
 import secrets
 import subprocess
 import sys
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import busrpc
 from busrpc import Message, MessageBus, Subscription
@@ -179,3 +184,47 @@ def test_readme_quick_start_runs(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "hello ada" in out.stdout
+
+
+def test_readme_try_it_installs_what_every_example_imports() -> None:
+    readme = (ROOT / "README.md").read_text()
+    try_it = re.search(r"\*\*Try it\*\*.*?```sh\n(.*?)```", readme, re.DOTALL)
+    assert try_it is not None, "README.md lost its Try it block"
+    extras = re.search(r"pip install -e '\.\[([a-z,]+)\]'", try_it.group(1))
+    assert extras is not None, try_it.group(1)
+    installed = _distributions(extras.group(1).split(","))
+    by_module = importlib.metadata.packages_distributions()
+    for path in EXAMPLES:
+        for module in _imported_top_level_modules(path):
+            if module in sys.stdlib_module_names or module == "busrpc":
+                continue
+            dists = {canonicalize_name(d) for d in by_module.get(module, [module])}
+            assert dists & installed, f"{path.name} imports {module}: not in {extras.group(0)}"
+
+
+def _distributions(extras: list[str]) -> set[str]:
+    """What installing busrpc with *extras* installs directly (extras resolved)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names: set[str] = set()
+    todo = [Requirement(r) for r in project["dependencies"]]
+    todo += [Requirement(f"busrpc[{','.join(extras)}]")]
+    seen: set[str] = set()
+    while todo:
+        req = todo.pop()
+        if canonicalize_name(req.name) != "busrpc":
+            names.add(canonicalize_name(req.name))
+            continue
+        for extra in req.extras - seen:
+            seen.add(extra)
+            todo += [Requirement(r) for r in project["optional-dependencies"][extra]]
+    return names
+
+
+def _imported_top_level_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.add(node.module.split(".")[0])
+    return modules

@@ -85,3 +85,20 @@ NOT_A_SERVICE = 42
 
 class Plain:
     """A class that is not a service."""
+
+
+@busrpc.service("needsargs")
+class NeedsArgs:
+    """A service whose constructor needs an argument: serve cannot instantiate it."""
+
+    def __init__(self, greeting: str) -> None:
+        self.greeting = greeting
+
+    @busrpc.rpc
+    async def greet(self, req: Greet) -> Greeting:
+        return Greeting(text=f"{self.greeting}, {req.name}", server_id=_server_id())
+
+
+def make_with(greeting: str) -> NeedsArgs:
+    """A factory that needs an argument."""
+    return NeedsArgs(greeting)

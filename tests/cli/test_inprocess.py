@@ -21,7 +21,7 @@ async def test_demo_on_the_memory_bus_passes_every_step() -> None:
         assert f"✓ {pattern}" in output
     assert "✗" not in output
     assert "demo-1 won" in output
-    assert "not_found (HTTP 404)" in output
+    assert "not_found (404)" in output
     assert "deadline_exceeded" in output
 
 

@@ -69,6 +69,13 @@ async def test_build_service_rejects_what_is_not_a_service(obj: object) -> None:
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize("obj", [svc_fixture.NeedsArgs, svc_fixture.make_with])
+async def test_build_service_refuses_what_needs_arguments(obj: object) -> None:
+    with pytest.raises(CliError, match="needs arguments") as info:
+        await build_service(obj)
+    assert info.value.exit_code == 2
+
+
 def test_parse_topics_maps_methods_to_topic_tokens() -> None:
     topics = parse_topics(svc_fixture.INSTANCE, ["region=eu", "region=us.west"])
     assert topics == {svc_fixture.FixtureService.region: [("eu",), ("us", "west")]}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import busrpc
 from busrpc.cli._app import app
 
 CLI_DIR = Path(__file__).parent
@@ -70,6 +71,8 @@ def test_call_with_an_unknown_scheme_exits_2() -> None:
     ("extra", "message"),
     [
         (["--expect", "2"], "--expect needs --multi"),
+        (["--first"], "--first needs --multi"),
+        (["--quiet", "1s"], "--quiet needs --multi"),
         (["--multi", "--server-id", "s1"], "--multi cannot be combined"),
         (["--multi", "--affinity"], "--multi cannot be combined"),
     ],
@@ -78,6 +81,44 @@ def test_call_with_conflicting_options_exits_2(extra: list[str], message: str) -
     result = runner.invoke(app, ["call", "svc.method", "{}", "--url", URL, *extra])
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_version_prints_the_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"busrpc {busrpc.__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("target", "extra", "message"),
+    [
+        ("clitest.greet", ["--multi"], "clitest.greet is not declared multi=True: drop --multi"),
+        ("clitest.ping", [], "clitest.ping is declared multi=True: pass --multi"),
+        ("clitest.region", [], "clitest.region is declared topics=True: pass --topic"),
+        ("clitest.greet", ["--topic", "eu"], "is not declared topics=True: drop --topic"),
+        ("clitest.greet", ["--affinity"], "is not declared affinity=True: drop --affinity"),
+        ("clitest.nope", [], "clitest has no method 'nope'"),
+        ("other.greet", [], "declares the service 'clitest', not 'other'"),
+    ],
+)
+def test_call_checks_the_options_against_a_service_class(
+    target: str, extra: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(CLI_DIR)
+    args = ["call", target, "{}", "--url", URL, "--service-class", "svc_fixture:FixtureService"]
+    result = runner.invoke(app, [*args, *extra])
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_call_with_a_service_class_that_is_not_a_service_exits_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(CLI_DIR)
+    args = ["call", "clitest.greet", "{}", "--url", URL, "--service-class", "svc_fixture:Plain"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "not a busrpc service" in result.stderr
 
 
 def test_call_with_a_bad_topic_exits_2() -> None:
@@ -92,6 +133,8 @@ def test_call_with_a_bad_topic_exits_2() -> None:
         ("svc_fixture:Nope", "has no 'Nope'"),
         ("no_such_module_xyz:Svc", "cannot import"),
         ("svc_fixture:Plain", "not a busrpc service"),
+        ("svc_fixture:NeedsArgs", "class NeedsArgs needs arguments"),
+        ("svc_fixture:make_with", "make_with needs arguments"),
         ("svc_fixture", "use module:Class"),
     ],
 )

@@ -8,6 +8,15 @@ from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 import msgspec
 
 from ._errors import CodecError
+from ._pydantic import (
+    ModelJsonDecoder,
+    check_type,
+    is_pydantic_model,
+    json_enc_hook,
+    msgpack_enc_hook,
+    pydantic_dec_hook,
+    uses_custom_types,
+)
 
 __all__ = [
     "JSON",
@@ -84,15 +93,20 @@ class _MsgspecCodec:
 
 
 class JsonCodec(_MsgspecCodec):
-    """JSON via msgspec: Structs, dataclasses, TypedDicts, attrs and builtins."""
+    """JSON via msgspec: Structs, dataclasses, TypedDicts, attrs and builtins; pydantic
+    models through pydantic's own ``model_validate_json`` and ``model_dump_json``."""
 
     content_type = "application/json"
 
     def __init__(self) -> None:
         super().__init__()
-        self._encoder = msgspec.json.Encoder()
+        self._encoder = msgspec.json.Encoder(enc_hook=json_enc_hook)
 
     def _new_decoder(self, tp: object) -> Any:
+        if is_pydantic_model(tp):
+            return ModelJsonDecoder(tp)  # type: ignore[arg-type]
+        if uses_custom_types(tp):  # pydantic models inside other types
+            return msgspec.json.Decoder(tp, dec_hook=pydantic_dec_hook)
         return msgspec.json.Decoder(tp)
 
     def _encode(self, obj: object) -> bytes:
@@ -100,15 +114,18 @@ class JsonCodec(_MsgspecCodec):
 
 
 class MsgpackCodec(_MsgspecCodec):
-    """MessagePack via msgspec: the same types as `JsonCodec`, smaller and faster."""
+    """MessagePack via msgspec: the same types as `JsonCodec`, smaller and faster (a
+    pydantic model travels as its ``model_dump()``)."""
 
     content_type = "application/msgpack"
 
     def __init__(self) -> None:
         super().__init__()
-        self._encoder = msgspec.msgpack.Encoder()
+        self._encoder = msgspec.msgpack.Encoder(enc_hook=msgpack_enc_hook)
 
     def _new_decoder(self, tp: object) -> Any:
+        if uses_custom_types(tp):  # pydantic models: msgspec decodes, pydantic validates
+            return msgspec.msgpack.Decoder(tp, dec_hook=pydantic_dec_hook)
         return msgspec.msgpack.Decoder(tp)
 
     def _encode(self, obj: object) -> bytes:
@@ -192,13 +209,24 @@ def codec_for_content_type(content_type: str) -> Codec:
     return codec
 
 
-def default_codec_for(tp: object) -> Codec:
+def default_codec_for(tp: object, what: str | None = None) -> Codec:
     """The codec a method uses when the message carries no ``Content-Type``.
 
-    Protobuf messages use protobuf, ``bytes`` uses raw bytes, everything else JSON.
+    Protobuf messages use protobuf, ``bytes`` uses raw bytes, everything else JSON
+    (msgspec, or pydantic for pydantic models). Call it when a method is declared: a type
+    no codec supports is refused then, not on the first call.
+
+    Raises:
+        TypeError: no codec supports *tp* (a plain class, a function, ...); the message
+            starts with *what*, e.g. ``"greeter.say_hello request"``.
+
+    Example:
+        >>> default_codec_for(Hello, "greeter.say_hello request")
+        <busrpc._core._codecs.JsonCodec object at ...>
     """
     if tp is bytes:
         return RAW
     if is_protobuf_type(tp):
         return PROTOBUF
+    check_type(tp, what)
     return JSON

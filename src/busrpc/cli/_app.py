@@ -21,9 +21,25 @@ import busrpc
 
 from . import _serve
 from ._bench import arun_bench
-from ._call import RawCall, call_multi, call_unary, parse_json, parse_method
+from ._call import (
+    MultiStop,
+    RawCall,
+    call_multi,
+    call_unary,
+    check_declared,
+    parse_json,
+    parse_method,
+)
 from ._demo import run_demo
-from ._runtime import EXIT_FAILURE, EXIT_USAGE, CliError, ExtraFormatter, redact_url, run
+from ._runtime import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CliError,
+    ExtraFormatter,
+    describe_error,
+    redact_url,
+    run,
+)
 from ._timeouts import parse_timeout
 
 __all__ = ["app"]
@@ -77,6 +93,27 @@ def _timeout_option(default: str) -> Any:
         help="Seconds (2.5) or a duration (500ms, 2s, 1m).",
         show_default=default,
     )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"busrpc {busrpc.__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Typed RPC over a message broker: run a demo, serve a service, call or bench one."""
 
 
 # -- demo --------------------------------------------------------------------------------
@@ -139,16 +176,30 @@ def serve(
             help="Serve METHOD (declared topics=True) on TOPIC; repeatable.",
         ),
     ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0, metavar="SECONDS", help="After Ctrl-C or SIGTERM, running calls get this long."
+        ),
+    ] = _serve.DEFAULT_GRACE,
     log_level: Annotated[str, typer.Option(help="Logging level on stderr.")] = "warning",
 ) -> None:
-    """Serve a service until SIGINT or SIGTERM, then shut down gracefully.
+    """Serve a service until SIGINT or SIGTERM, then drain running calls.
 
-    Prints `serving SERVICE on URL as server ID` once it takes calls.
+    After the first signal, running calls get --grace seconds to finish; a second signal
+    stops at once (they are answered `unavailable`).
+
+    Prints `serving SERVICE on URL as server ID` once it takes calls. Waits for a broker
+    that is down. Exits 1 if the bus closes under it for good (a supervisor restarts it).
     """
     _setup_logging(log_level)
     try:
         obj = _serve.load_target(target)
-        run(_serve.serve(obj, url, server_id=server_id, namespace=namespace, topics=topic or []))
+        run(
+            _serve.serve(
+                obj, url, server_id=server_id, namespace=namespace, topics=topic or [], grace=grace
+            )
+        )
     except CliError as exc:
         _fail(exc)
     except (busrpc.BusrpcError, RuntimeError) as exc:  # RuntimeError: no nats-server binary
@@ -172,11 +223,26 @@ def call(
     ] = None,
     timeout: Annotated[float, _timeout_option("10s")] = 10.0,
     multi: Annotated[
-        bool, typer.Option("--multi", help="Call every server; print one line per response.")
+        bool,
+        typer.Option(
+            "--multi", help="Call every server (multi methods); print one line per response."
+        ),
     ] = False,
     expect: Annotated[
         int | None,
-        typer.Option(min=1, help="With --multi: stop after this many responses."),
+        typer.Option(min=1, metavar="N", help="With --multi: stop after N responses."),
+    ] = None,
+    first: Annotated[
+        bool,
+        typer.Option("--first", help="With --multi: stop at the first successful response."),
+    ] = False,
+    quiet: Annotated[
+        float | None,
+        typer.Option(
+            parser=parse_timeout,
+            metavar="DURATION",
+            help="With --multi: stop after this long without a response.",
+        ),
     ] = None,
     topic: Annotated[
         str | None, typer.Option(help="The topic (dotted for several tokens).")
@@ -186,24 +252,34 @@ def call(
     affinity: Annotated[
         bool, typer.Option("--affinity", help="Let the servers bid (affinity methods).")
     ] = False,
+    service_class: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODULE:CLASS",
+            help="The @busrpc.service class declaring the method: --multi, --affinity and "
+            "--topic are checked against it before anything is sent.",
+        ),
+    ] = None,
 ) -> None:
     """Call a method with a JSON request and print the JSON result.
 
-    An error prints `error: CODE (HTTP STATUS): MESSAGE` on stderr and exits 1
-    (`deadline_exceeded` and `unavailable` too); invalid JSON or options exit 2.
+    An error prints `error: CODE (HTTP STATUS): MESSAGE` on stderr, e.g.
+    `error: not_found (404): no such user`, and exits 1 (`deadline_exceeded` and
+    `unavailable` too); invalid JSON or options exit 2. Without --service-class, a
+    --multi call to a unary method is refused only once its one answer arrives.
     """
     _setup_logging()
+    where = redact_url(url or "")
     try:
         if url is None:
             raise CliError("no bus URL: pass --url or set BUSRPC_URL", exit_code=EXIT_USAGE)
-        if multi and (server_id is not None or affinity):
-            raise CliError(
-                "--multi cannot be combined with --server-id or --affinity", exit_code=EXIT_USAGE
-            )
-        if expect is not None and not multi:
-            raise CliError("--expect needs --multi", exit_code=EXIT_USAGE)
+        stop = MultiStop(expect=expect, first_success=first, quiet=quiet)
+        _check_options(multi, stop, server_id=server_id, affinity=affinity)
+        method = parse_method(target, multi=multi, affinity=affinity, topic=topic is not None)
+        if service_class is not None:
+            check_declared(service_class, method)
         raw = RawCall(
-            method=parse_method(target, multi=multi, affinity=affinity, topic=topic is not None),
+            method=method,
             body=parse_json(sys.stdin.read() if body == "-" else body),
             url=url,
             timeout=timeout,
@@ -211,46 +287,57 @@ def call(
             topic=tuple(topic.split(".")) if topic else None,
         )
         if multi:
-            _multi(raw, expect)
+            _multi(raw, stop)
         else:
             result = run(call_unary(raw, server_id=server_id))
             _print_json(result)
     except CliError as exc:
         _fail(exc)
     except busrpc.RpcError as exc:
-        _fail(CliError(_describe(exc)))
-    except busrpc.BusrpcError as exc:
-        _fail(CliError(f"{type(exc).__name__} on {redact_url(url or '')}: {exc}"))
+        _fail(CliError(describe_error(exc)))
+    except busrpc.BusrpcError as exc:  # the bus is unreachable or failed
+        _fail(CliError(describe_error(busrpc.Unavailable(f"{where}: {exc}"))))
     except ValueError as exc:  # a topic with invalid tokens, an unknown scheme
         _fail(CliError(str(exc), exit_code=EXIT_USAGE))
     except ImportError as exc:
         _fail(CliError(str(exc)))
 
 
-def _multi(raw: RawCall, expect: int | None) -> None:
+def _check_options(multi: bool, stop: MultiStop, *, server_id: str | None, affinity: bool) -> None:
+    if multi and (server_id is not None or affinity):
+        raise CliError(
+            "--multi cannot be combined with --server-id or --affinity", exit_code=EXIT_USAGE
+        )
+    if not multi:
+        for option, used in (
+            ("--expect", stop.expect is not None),
+            ("--first", stop.first_success),
+            ("--quiet", stop.quiet is not None),
+        ):
+            if used:
+                raise CliError(f"{option} needs --multi", exit_code=EXIT_USAGE)
+
+
+def _multi(raw: RawCall, stop: MultiStop) -> None:
     failed = 0
 
     def show(response: busrpc.Response[bytes]) -> None:
         nonlocal failed
         if response.error is not None:
             failed += 1
-            err.print(f"{response.server_id}: error: {_describe(response.error)}", markup=False)
+            err.print(
+                f"{response.server_id}: error: {describe_error(response.error)}", markup=False
+            )
         else:
             assert response.result is not None
             out.print(f"{response.server_id}: {_compact(response.result)}", markup=False)
 
-    count = run(call_multi(raw, expect=expect, on_response=show))
+    count = run(call_multi(raw, stop, show))
     if not count:
-        raise CliError("no server answered")
+        name = f"{raw.method.service}.{raw.method.name}"
+        raise CliError(describe_error(busrpc.Unavailable(f"no server answered {name}")))
     if failed:
         raise typer.Exit(EXIT_FAILURE)
-
-
-def _describe(error: busrpc.RpcError) -> str:
-    text = f"{error.code.value} (HTTP {error.http_status}): {error.message}"
-    if error.details:
-        text += f" {json.dumps(dict(error.details), sort_keys=True)}"
-    return text
 
 
 def _print_json(data: bytes) -> None:

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
 import busrpc
 from busrpc.rpc import Method, Response, RpcClient
+from busrpc.service import service_def
 
-from ._runtime import CliError, open_bus
+from ._runtime import EXIT_USAGE, CliError, open_bus
+from ._serve import load_target
 
-__all__ = ["RawCall", "call_multi", "call_unary", "parse_json", "parse_method"]
+__all__ = [
+    "MultiStop",
+    "RawCall",
+    "call_multi",
+    "call_unary",
+    "check_declared",
+    "parse_json",
+    "parse_method",
+]
 
 
 class RawCall(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,6 +60,45 @@ def parse_method(
         raise CliError(str(exc), exit_code=2) from exc
 
 
+def check_declared(spec: str, method: Method[Any, Any]) -> None:
+    """Check *method* (what the options say) against the service class *spec* names
+    (``module:Class``, imported as ``busrpc serve`` does): without it the command line
+    cannot know how a method was declared.
+
+    Raises:
+        CliError: the class does not import, is not that service, has no such method, or
+            declares it otherwise (multi, affinity, topics) (exit code 2).
+
+    Example:
+        >>> check_declared("examples.multi:Node", parse_method("cluster.stats", multi=True,
+        ...                affinity=False, topic=False))
+    """
+    try:
+        sdef = service_def(load_target(spec))
+    except TypeError as exc:
+        raise CliError(f"--service-class {spec}: {exc}", exit_code=EXIT_USAGE) from exc
+    if sdef.name != method.service:
+        raise CliError(
+            f"--service-class {spec} declares the service {sdef.name!r}, not {method.service!r}",
+            exit_code=EXIT_USAGE,
+        )
+    decl = next((d for d in sdef if d.name == method.name), None)
+    if decl is None:
+        known = ", ".join(sorted(d.name for d in sdef))
+        raise CliError(f"{sdef.name} has no method {method.name!r} ({known})", exit_code=EXIT_USAGE)
+    full = f"{method.service}.{method.name}"
+    for option, flag, declared, used in (
+        ("--multi", "multi", decl.multi, method.multi),
+        ("--affinity", "affinity", decl.affinity_enabled, method.affinity),
+        ("--topic", "topics", decl.topics, method.topics),
+    ):
+        if used and not declared:
+            raise CliError(f"{full} is not declared {flag}=True: drop {option}", exit_code=2)
+        # An affinity method also takes plain unary calls (one server of the queue group).
+        if declared and not used and option != "--affinity":
+            raise CliError(f"{full} is declared {flag}=True: pass {option}", exit_code=2)
+
+
 def parse_json(text: str) -> msgspec.Raw:
     """*text*, checked to be one JSON document, as the request body.
 
@@ -72,10 +122,10 @@ async def call_unary(call: RawCall, *, server_id: str | None) -> bytes:
 
     Raises:
         RpcError: the call failed (the server's error, `DeadlineExceeded`, `Unavailable`).
-        TransportError: the bus is unreachable.
+        ConnectError: the bus is unreachable.
     """
     async with contextlib.AsyncExitStack() as stack:
-        bus = await open_bus(stack, call.url)
+        bus = await open_bus(stack, call.url, retry=True)
         client = RpcClient(bus, namespace=call.namespace)
         result = await client.unary(
             call.method,
@@ -87,26 +137,46 @@ async def call_unary(call: RawCall, *, server_id: str | None) -> bytes:
         return bytes(result)
 
 
+class MultiStop(msgspec.Struct, frozen=True, kw_only=True):
+    """When ``busrpc call --multi`` stops listening, besides its timeout."""
+
+    expect: int | None = None
+    first_success: bool = False
+    quiet: float | None = None
+
+
 async def call_multi(
-    call: RawCall, *, expect: int | None, on_response: Callable[[Response[bytes]], None]
+    call: RawCall, stop: MultiStop, on_response: Callable[[Response[bytes]], None]
 ) -> int:
     """Call every server and pass each response (results as JSON) to *on_response* as it
-    arrives, until *expect* answered or the timeout passed; the number of responses.
+    arrives, until *stop* says so, the timeout passed or nobody listens; the number of
+    responses.
 
     Raises:
-        TransportError: the bus is unreachable.
+        CliError: the method answered as a unary one (exit code 2).
+        ConnectError: the bus is unreachable.
     """
     count = 0
     async with contextlib.AsyncExitStack() as stack:
-        bus = await open_bus(stack, call.url)
+        bus = await open_bus(stack, call.url, retry=True)
         client = RpcClient(bus, namespace=call.namespace)
         async for r in client.multi(
             call.method,
             call.body,
             deadline=busrpc.Deadline.after(call.timeout),
             topic=call.topic,
-            expect=expect,
+            expect=stop.expect,
+            first_success=stop.first_success,
+            quiet=stop.quiet,
         ):
+            if r.error is None and not r.server_id:
+                # Multi replies name their server; a unary method's reply has no headers.
+                method = f"{call.method.service}.{call.method.name}"
+                raise CliError(
+                    f"{method} is not a multi method: one server of its queue group ran the "
+                    "call and answered without a Busrpc-Server header; call it without --multi",
+                    exit_code=EXIT_USAGE,
+                )
             count += 1
             result = None if r.result is None else bytes(r.result)
             on_response(Response(server_id=r.server_id, result=result, error=r.error))

@@ -22,7 +22,7 @@ from rich.markup import escape
 import busrpc
 
 from ._procs import ServeProcess
-from ._runtime import open_bus, redact_url
+from ._runtime import describe_error, open_bus, redact_url
 
 __all__ = [
     "AFFINITY_ENV",
@@ -385,7 +385,7 @@ async def _error(demo: DemoService) -> tuple[str, str]:
         if exc.code is not busrpc.ErrorCode.NOT_FOUND:
             raise DemoFailed(f"expected not_found, got {exc}") from exc
         return (
-            f"demo.fail → {exc.code.value} (HTTP {exc.http_status}): {exc.message}",
+            f"demo.fail → {describe_error(exc)}",
             "the handler raised RpcError('not_found', ...); the caller gets the same code",
         )
     raise DemoFailed("demo.fail returned instead of raising not_found")

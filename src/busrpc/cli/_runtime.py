@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import logging
 from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
@@ -16,6 +17,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "CliError",
     "ExtraFormatter",
+    "describe_error",
     "has_uvloop",
     "open_bus",
     "redact_url",
@@ -69,36 +71,58 @@ def running_on_uvloop() -> bool:
     return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
-def redact_url(url: str) -> str:
-    """*url* without its password, for output and logs.
+def describe_error(error: busrpc.RpcError) -> str:
+    """*error* as the commands print it: ``CODE (HTTP STATUS): MESSAGE [DETAILS]``.
 
     Example:
-        >>> redact_url("nats://ada:secret@10.0.0.1:4222")
-        'nats://ada:***@10.0.0.1:4222'
+        >>> describe_error(busrpc.RpcError("not_found", "no such user"))
+        'not_found (404): no such user'
     """
+    text = f"{error.code.value} ({error.http_status}): {error.message}"
+    if error.details:
+        text += f" {json.dumps(dict(error.details), sort_keys=True)}"
+    return text
+
+
+def redact_url(url: str) -> str:
+    """*url* for output and logs: no password or token, no query (connection options,
+    which may carry credentials).
+
+    Example:
+        >>> redact_url("nats://ada:secret@10.0.0.1:4222?name=orders")
+        'nats://ada:***@10.0.0.1:4222'
+        >>> redact_url("nats://s3cret-token@10.0.0.1:4222")
+        'nats://***@10.0.0.1:4222'
+    """
+    if "," in url:  # several servers: nats://a:4222,nats://b:4222
+        return ",".join(redact_url(one) for one in url.split(","))
+    base = url.partition("#")[0].partition("?")[0]
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
+        parts = urlsplit(base)
+    except ValueError:  # not a URL after all: keep what follows any credentials
+        return base.rpartition("@")[2]
+    if "@" not in parts.netloc:
+        return base
     host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    userinfo = "***" if parts.password is None else f"{parts.username}:***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
 
 
 async def open_bus(
     stack: contextlib.AsyncExitStack,
     url: str,
     *,
-    timeout: float | None = CONNECT_TIMEOUT,
+    timeout: float = CONNECT_TIMEOUT,
+    retry: bool = False,
     **options: Any,
 ) -> busrpc.MessageBus:
-    """Connect to *url* within *timeout* seconds (``None``: as long as the transport
-    retries); the bus closes with *stack*.
+    """Connect to *url* within *timeout* seconds; the bus closes with *stack*.
 
     Raises:
         CliError: a malformed URL or a missing transport (exit code 2), or no connection
             within *timeout* (exit code 1).
+        ConnectError: with *retry*, instead of a `CliError`, when there is no connection
+            (for a caller that tries again).
 
     Example:
         >>> bus = await open_bus(stack, "nats://127.0.0.1:4222")
@@ -114,14 +138,14 @@ async def open_bus(
     except TimeoutError as exc:
         if not limit.expired():
             raise
-        raise CliError(f"cannot connect to {redact_url(url)} within {limit_s(timeout)}") from exc
+        message = f"cannot connect to {redact_url(url)} within {timeout:g} s"
+        if retry:
+            raise busrpc.ConnectError(message) from exc
+        raise CliError(message) from exc
     except busrpc.ConnectError as exc:
+        if retry:
+            raise
         raise CliError(f"cannot connect to {redact_url(url)}: {exc}") from exc
-
-
-def limit_s(timeout: float | None) -> str:
-    """*timeout* for a message: ``"10 s"``."""
-    return f"{timeout:g} s" if timeout is not None else "the time limit"
 
 
 _RECORD_FIELDS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import busrpc
 from busrpc.rpc import topic_tokens
@@ -18,7 +18,13 @@ from busrpc.service import service_def
 
 from ._runtime import CliError, open_bus, redact_url
 
-__all__ = ["build_service", "load_target", "parse_topics", "serve"]
+__all__ = ["DEFAULT_GRACE", "build_service", "load_target", "parse_topics", "serve"]
+
+DEFAULT_GRACE: Final = 10.0
+"""Seconds running calls get to finish after the first SIGINT or SIGTERM."""
+
+RETRY_INTERVAL: Final = 2.0
+"""Seconds between attempts to reach a broker that is down (nats-py's reconnect wait)."""
 
 
 def load_target(spec: str) -> object:
@@ -58,13 +64,25 @@ async def build_service(obj: object) -> object:
     awaited, if async) if it is a factory function, or *obj* itself if it is an instance.
 
     Raises:
-        CliError: the result is not an instance of a ``@busrpc.service`` class.
+        CliError: *obj* is not a service (nor a factory of one), or it needs arguments
+            (exit code 2).
+
+    Example:
+        >>> await build_service(Greeter)
+        <Greeter object at ...>
     """
     if isinstance(obj, type):
+        if not _is_service(obj):
+            raise CliError(
+                f"{obj.__name__} is not a busrpc service: decorate it with @busrpc.service",
+                exit_code=2,
+            )
+        _check_no_arguments(obj, f"class {obj.__name__}")
         instance: object = obj()
     elif _is_service(obj):
         instance = obj
     elif callable(obj):
+        _check_no_arguments(obj, getattr(obj, "__qualname__", repr(obj)))
         instance = obj()
         if inspect.isawaitable(instance):
             instance = await instance
@@ -76,6 +94,21 @@ async def build_service(obj: object) -> object:
             exit_code=2,
         )
     return instance
+
+
+def _check_no_arguments(factory: object, what: str) -> None:
+    try:
+        signature = inspect.signature(factory)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # no signature to check (a builtin): just call it
+        return
+    try:
+        signature.bind()
+    except TypeError as exc:
+        raise CliError(
+            f"{what} needs arguments ({exc}): serve a factory function that takes none, "
+            "or an instance (module:name_of_instance)",
+            exit_code=2,
+        ) from exc
 
 
 def _is_service(obj: object) -> bool:
@@ -128,20 +161,27 @@ async def serve(
     server_id: str | None,
     namespace: str | None,
     topics: Sequence[str],
+    grace: float = DEFAULT_GRACE,
 ) -> None:
-    """Serve the service *target* names on *url* until SIGINT or SIGTERM, then shut down
-    gracefully (a second signal stops at once). Without *url*: ``BUSRPC_URL``, else a
-    private nats-server.
+    """Serve the service *target* names on *url* until SIGINT or SIGTERM, then drain for
+    up to *grace* seconds (a second signal stops at once). Without *url*: ``BUSRPC_URL``,
+    else a private nats-server. A broker that is down is waited for.
 
     Prints ``serving <services> on <url> as server <id>`` once the subscriptions are live.
 
     Raises:
-        CliError: a signal came before the server was serving, or the bus is unusable.
+        CliError: a signal came before the server was serving, the bus is unusable, or
+            the bus closed under the server (the broker is gone for good: exit code 1,
+            so that a supervisor restarts the process).
+
+    Example:
+        >>> await serve(Greeter, "nats://127.0.0.1:4222", server_id=None, namespace=None,
+        ...             topics=[])
     """
     service_obj = await build_service(target)
     topic_map = parse_topics(service_obj, topics)
     async with contextlib.AsyncExitStack() as stack:
-        signals = _Signals(stack)
+        signals = _Signals(stack, grace)
         try:
             url, bus = await _open(stack, url)
             server = busrpc.Server(
@@ -161,9 +201,15 @@ async def serve(
             f"as server {server.server_id}",
             flush=True,
         )
-        await signals.serving(server)
-        await server.shutdown()
-        await signals.wait_killed()
+        signals.serving(server)
+        try:
+            # Returns once a signal's shutdown (or kill) has finished.
+            await server.wait_closed()
+        except busrpc.TransportError as exc:
+            raise CliError(
+                f"lost the bus at {redact_url(url)} ({exc}): server {server.server_id} stopped"
+            ) from exc
+        await signals.wait_stopped()
         print(f"stopped server {server.server_id}", flush=True)
 
 
@@ -177,9 +223,20 @@ async def _open(stack: contextlib.AsyncExitStack, url: str | None) -> tuple[str,
         print(f"started nats-server on {url} (BUSRPC_URL={url})", flush=True)
     # A server may start before its broker (compose files, restarts): keep trying until
     # the broker answers or a signal arrives, instead of failing like a one-off command.
-    scheme = url.partition("://")[0].lower()
-    options = {"connect_attempts": 1_000_000_000} if scheme in ("nats", "tls") else {}
-    return url, await open_bus(stack, url, timeout=None, **options)
+    failures = 0
+    while True:
+        try:
+            return url, await open_bus(stack, url, retry=True)
+        except busrpc.ConnectError as exc:
+            if failures == 0:
+                print(
+                    f"waiting for the broker at {redact_url(url)}, retrying every "
+                    f"{RETRY_INTERVAL:g} s (Ctrl-C to stop): {exc}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            failures += 1
+        await asyncio.sleep(RETRY_INTERVAL)
 
 
 def _uncancel() -> None:
@@ -190,14 +247,14 @@ def _uncancel() -> None:
 
 class _Signals:
     """SIGINT and SIGTERM: before serving, abandon the start; while serving, the first
-    stops gracefully and a second one stops at once (`Server.kill`)."""
+    drains (`Server.shutdown`) and a second one stops at once (`Server.kill`)."""
 
-    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
+    def __init__(self, stack: contextlib.AsyncExitStack, grace: float) -> None:
         self.received = 0
+        self._grace = grace
         self._main = asyncio.current_task()
-        self._stop = asyncio.Event()
         self._server: busrpc.Server | None = None
-        self._kill: asyncio.Task[None] | None = None
+        self._stopping: list[asyncio.Task[None]] = []
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -206,22 +263,32 @@ class _Signals:
                 continue
             stack.callback(loop.remove_signal_handler, sig)
 
-    async def serving(self, server: busrpc.Server) -> None:
-        """Wait, while *server* serves, for the first signal."""
+    def serving(self, server: busrpc.Server) -> None:
+        """*server* is serving: signals stop it from now on."""
         self._server = server
-        await self._stop.wait()
 
-    async def wait_killed(self) -> None:
-        """Wait for a kill a second signal started, if any."""
-        if self._kill is not None:
-            await self._kill
+    async def wait_stopped(self) -> None:
+        """Wait for the shutdown and kill the signals started (and see their errors)."""
+        for task in self._stopping:
+            await task
 
     def _on_signal(self) -> None:
         self.received += 1
-        if self._server is None:
+        server = self._server
+        if server is None:
             if self._main is not None:
                 self._main.cancel()  # still connecting: stop trying
-        elif self.received == 1:
-            self._stop.set()
-        elif self._kill is None:
-            self._kill = asyncio.get_running_loop().create_task(self._server.kill())
+            return
+        loop = asyncio.get_running_loop()
+        if len(self._stopping) == 0:
+            running = server.statistics().in_flight
+            calls = "call" if running == 1 else "calls"
+            print(
+                f"draining: finishing {running} {calls}, up to {self._grace:g} s; "
+                "Ctrl-C again to stop now",
+                flush=True,
+            )
+            self._stopping.append(loop.create_task(server.shutdown(self._grace)))
+        elif len(self._stopping) == 1:
+            print("stopping now: running calls are answered unavailable", flush=True)
+            self._stopping.append(loop.create_task(server.kill()))

@@ -146,8 +146,8 @@ class Method(Generic[Req, Resp]):
         self.multi: bool = multi
         self.affinity: bool = affinity
         self.topics: bool = topics
-        self.request_codec: Codec = default_codec_for(request_type)
-        self.response_codec: Codec = default_codec_for(response_type)
+        self.request_codec: Codec = default_codec_for(request_type, f"{service}.{name} request")
+        self.response_codec: Codec = default_codec_for(response_type, f"{service}.{name} response")
 
     def __repr__(self) -> str:
         return f"<Method {self.service}.{self.name}>"
