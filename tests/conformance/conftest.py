@@ -19,6 +19,16 @@ from busrpc.testing import TEST_BUSES, BusFactory, open_test_bus
 
 OpenBus = Callable[[], Awaitable[MessageBus]]
 
+HANG_GUARD = 60
+"""Seconds any conformance test may take before it fails (pytest-timeout): a hang guard,
+never a timing. A test that needs longer says so with its own ``timeout`` mark."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(HANG_GUARD))
+
 
 @pytest.fixture(params=TEST_BUSES)
 def bus_name(request: pytest.FixtureRequest) -> str:

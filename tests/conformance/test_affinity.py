@@ -44,7 +44,7 @@ def ran_on(workers: dict[str, Worker]) -> dict[str, list[int]]:
 
 async def test_the_highest_bid_wins(bus: MessageBus, open_bus: OpenBus, ns: str) -> None:
     workers = {"low": Worker(0.2), "high": Worker(0.9), "mid": Worker(0.5)}
-    opts = SelectionOpts(affinity_timeout=1, short_circuit_timeout=None)  # every bid is in
+    opts = SelectionOpts(affinity_timeout=3, short_circuit_timeout=None)  # every bid is in
     async with serving(open_bus, ns, workers):
         client = busrpc.client(Worker, bus, namespace=ns)
         done = await client.work(Job(id=1), selection=opts)
@@ -337,7 +337,7 @@ async def test_a_scorer_that_raises_is_no_bid_and_another_server_wins(
 ) -> None:
     faulty = FaultyScorer()
     workers = {"ok": Worker(0.1)}
-    opts = SelectionOpts(affinity_timeout=1, short_circuit_timeout=None)  # every bid is in
+    opts = SelectionOpts(affinity_timeout=3, short_circuit_timeout=None)  # every bid is in
     async with (
         busrpc.Server(peer_bus, faulty, namespace=ns, server_id="faulty"),
         serving(open_bus, ns, workers),
