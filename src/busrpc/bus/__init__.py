@@ -13,6 +13,7 @@ from ._protocol import (
     Overflow,
     Subscription,
     SubscriptionStatistics,
+    SupportsDrain,
     SupportsListen,
     SupportsRequest,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "Overflow",
     "Subscription",
     "SubscriptionStatistics",
+    "SupportsDrain",
     "SupportsListen",
     "SupportsRequest",
     "connect",
