@@ -409,10 +409,6 @@ def test_serve_waits_for_its_broker_names_the_url_and_exits_1_if_interrupted() -
     assert last == "error: interrupted before serving"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs bus.nats to end its subscriptions when the connection closes for good",
-)
 async def test_serve_exits_1_when_its_broker_is_gone_for_good() -> None:
     async with contextlib.AsyncExitStack() as stack:
         broker = await stack.enter_async_context(EmbeddedNatsServer())

@@ -90,6 +90,7 @@ async def test_multi_calls_are_scoped_to_their_topic(
             responses = [
                 # The whole window (wide: both eu servers answer in it), so that an
                 # answer from "us" would be seen too.
-                r async for r in client.region_ping(Hello(name="x"), topic="eu", timeout=3)
+                r
+                async for r in client.region_ping(Hello(name="x"), topic="eu", timeout=3)
             ]
     assert sorted(r.server_id for r in responses) == ["eu1", "eu2"]

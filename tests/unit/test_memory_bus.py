@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import uuid
 
 import pytest
 
 from busrpc import ClosedResourceError, Headers, Message, TransportError
-from busrpc.bus import Overflow, Subscription
+from busrpc.bus import Overflow, Subscription, SupportsDrain
 from busrpc.testing import MemoryBus, check_message_bus
 
 
@@ -183,3 +184,84 @@ async def test_a_refusing_listener_leaves_messages_for_receive() -> None:
             await bus.publish(Message("a.b", data))
         assert taken == [b"1"]
         assert [(await sub.receive()).data for _ in range(2)] == [b"2", b"3"]
+
+
+async def test_closed_tells_whether_the_bus_is_open() -> None:
+    bus = fresh()
+    assert bus.closed  # not entered yet
+    async with bus:
+        assert not bus.closed
+    assert bus.closed
+
+
+async def test_drain_keeps_what_was_routed_and_ends_the_subscription() -> None:
+    async with fresh() as bus, bus.subscribe("s") as sub:
+        assert isinstance(sub, SupportsDrain)
+        for data in (b"1", b"2"):
+            await bus.publish(Message("s", data))
+        await sub.drain()
+        await bus.publish(Message("s", b"after"))  # routed nowhere: the drain is done
+        assert [m.data async for m in sub] == [b"1", b"2"]
+        with pytest.raises(ClosedResourceError):
+            await sub.receive()
+        await sub.drain()  # idempotent
+        assert sub.statistics().delivered == 2
+
+
+async def test_drain_gives_a_listener_none_after_the_last_message() -> None:
+    seen: list[bytes | None] = []
+
+    def listener(message: Message | None) -> None:
+        seen.append(None if message is None else message.data)
+
+    async with fresh() as bus, bus.subscribe("s") as sub:
+        sub.listen(listener)
+        await bus.publish(Message("s", b"1"))
+        await sub.drain()
+        await bus.publish(Message("s", b"2"))
+    assert seen == [b"1", None]
+
+
+async def test_drain_takes_in_deliveries_blocked_on_a_full_buffer() -> None:
+    async with fresh() as bus, bus.subscribe("s", max_pending=1, overflow=Overflow.BLOCK) as sub:
+        await bus.publish(Message("s", b"1"))
+        # Tasks start in order: both publishers wait for room before the drain begins.
+        blocked = [asyncio.create_task(bus.publish(Message("s", d))) for d in (b"2", b"3")]
+        drain = asyncio.create_task(sub.drain())
+        async with asyncio.timeout(5):
+            await drain  # nobody receives: the drain must not wait for room
+            await asyncio.gather(*blocked)
+        assert [m.data async for m in sub] == [b"1", b"2", b"3"]
+
+
+async def test_aclose_after_drain_discards_what_is_left() -> None:
+    async with fresh() as bus, bus.subscribe("s") as sub:
+        await bus.publish(Message("s", b"1"))
+        await sub.drain()
+        await sub.aclose()
+        assert [m.data async for m in sub] == []
+
+
+async def test_drain_of_a_subscription_never_entered_closes_it() -> None:
+    async with fresh() as bus:
+        sub = bus.subscribe("s")
+        await sub.drain()
+        with pytest.raises(ClosedResourceError):
+            await sub.__aenter__()
+
+
+async def test_each_overflow_episode_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="busrpc.bus")
+    async with fresh() as bus, bus.subscribe("s", max_pending=4) as sub:
+        for episode in range(2):
+            for i in range(10):  # 6 drops, one warning
+                await bus.publish(Message("s", str(i).encode()))
+            got = []
+            async for message in sub:  # the iterator ends the episode, as receive() does
+                got.append(message.data)
+                if len(got) == 4:
+                    break
+            assert got == [b"6", b"7", b"8", b"9"], episode
+        assert sub.statistics().dropped == 12
+    warnings = [r for r in caplog.records if r.getMessage() == "slow consumer: dropping messages"]
+    assert len(warnings) == 2

@@ -23,9 +23,11 @@ class BufferedSubscription:
     """Base of the `Subscription` implementations: a bounded FIFO the transport fills.
 
     A transport subclasses it and implements `_start` (make the subscription live on the
-    broker) and `_stop` (remove it). Its delivery callback calls `_put_nowait` (or awaits
-    `_put` for ``Overflow.BLOCK``). Receiving takes from the buffer without suspending
-    while messages are buffered, so a busy consumer drains in batches.
+    broker), `_stop` (remove it) and, if removing it can lose messages in flight,
+    `_drain` (remove it, delivering what the broker already routed). Its delivery callback
+    calls `_put_nowait` (or awaits `_put` for ``Overflow.BLOCK``), and `_close_buffer`
+    when the connection is lost for good. Receiving takes from the buffer without
+    suspending while messages are buffered, so a busy consumer drains in batches.
     """
 
     def __init__(
@@ -40,11 +42,15 @@ class BufferedSubscription:
         self._buffer: deque[Message] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._room: deque[asyncio.Future[None]] = deque()
+        self._blocked = 0  # `_put` calls waiting for room: in flight, not yet buffered
+        self._unblocked: asyncio.Future[None] | None = None
         self._delivered = 0
         self._dropped = 0
         self._overflowing = False  # warn once per episode, not once per message
         self._started = False
         self._closed = False
+        self._draining = False
+        self._drained: asyncio.Future[None] | None = None
         self._listener: Callable[[Message | None], bool | None] | None = None
 
     # -- the transport side -------------------------------------------------------------
@@ -54,6 +60,15 @@ class BufferedSubscription:
 
     async def _stop(self) -> None:
         raise NotImplementedError
+
+    async def _drain(self) -> None:
+        """Remove the subscription from the broker, delivering every message it routed
+        here before (through `_put_nowait` / `_put`) before returning.
+
+        The default suits transports that deliver synchronously, so that nothing is in
+        flight once the broker forgot the subscription.
+        """
+        await self._stop()
 
     def _put_nowait(self, message: Message) -> bool:
         """Buffer *message*; False when full under ``BLOCK`` (caller must `_put`)."""
@@ -66,10 +81,11 @@ class BufferedSubscription:
                 return True
             self._listener = None  # the consumer is full: buffer from here on
         if len(self._buffer) >= self._max_pending:
-            if self._overflow is Overflow.BLOCK:
+            if self._overflow is not Overflow.BLOCK:
+                self._buffer.popleft()
+                self._count_drop()
+            elif not self._draining:  # draining: take what is in flight, lose nothing
                 return False
-            self._buffer.popleft()
-            self._count_drop()
         self._buffer.append(message)
         waiter = self._waiter
         if waiter is not None:
@@ -80,14 +96,21 @@ class BufferedSubscription:
 
     async def _put(self, message: Message) -> None:
         """Buffer *message*, waiting for room under ``BLOCK``."""
-        while not self._put_nowait(message):
-            room = asyncio.get_running_loop().create_future()
-            self._room.append(room)
-            try:
-                await room
-            finally:
-                if room in self._room:
-                    self._room.remove(room)
+        self._blocked += 1
+        try:
+            while not self._put_nowait(message):
+                room = asyncio.get_running_loop().create_future()
+                self._room.append(room)
+                try:
+                    await room
+                finally:
+                    if room in self._room:
+                        self._room.remove(room)
+        finally:
+            self._blocked -= 1
+            unblocked = self._unblocked
+            if not self._blocked and unblocked is not None and not unblocked.done():
+                unblocked.set_result(None)
 
     def _count_drop(self) -> None:
         self._dropped += 1
@@ -98,15 +121,22 @@ class BufferedSubscription:
                 extra={"subject": self.subject, "max_pending": self._max_pending},
             )
 
-    def _close_buffer(self) -> None:
+    def _close_buffer(self, *, clear: bool = True) -> None:
+        """Close the subscription here and now: the listener gets ``None``, receivers
+        wake. With *clear*, buffered messages are discarded; without, `receive` returns
+        them before it raises `ClosedResourceError`. Cannot block or fail."""
         self._closed = True
         listener, self._listener = self._listener, None
         if listener is not None:
             listener(None)
-        self._buffer.clear()
+        if clear:
+            self._buffer.clear()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        self._wake_blocked()
+
+    def _wake_blocked(self) -> None:
         for room in self._room:
             if not room.done():
                 room.set_result(None)
@@ -157,7 +187,9 @@ class BufferedSubscription:
 
     async def __anext__(self) -> Message:
         buffer = self._buffer
-        if buffer and not self._room:  # the common case under load: no await at all
+        # The common case under load: no await at all. `receive` does the bookkeeping
+        # (room for blocked deliveries, the end of an overflow episode).
+        if buffer and not self._room and not self._overflowing:
             self._delivered += 1
             return buffer.popleft()
         try:
@@ -193,12 +225,49 @@ class BufferedSubscription:
         """Whether `aclose` was called (or the bus closed it)."""
         return self._closed
 
+    async def drain(self) -> None:
+        """Stop receiving new messages, keeping the ones already routed here.
+
+        Once it returns, the broker routes nothing more here and every message it routed
+        here before was delivered to the listener or is buffered: iterate (or `receive`)
+        to the end to get them. ``Overflow.BLOCK`` stops waiting for room meanwhile, so a
+        stalled consumer cannot hold the drain up (the buffer may exceed `max_pending` by
+        what was in flight). Idempotent; see `SupportsDrain`.
+
+        Raises:
+            TransportError: the broker failed while draining (the subscription is closed
+                anyway, keeping what it buffered).
+
+        Example:
+            >>> await sub.drain()
+            >>> rest = [message async for message in sub]
+        """
+        if self._drained is not None:  # closed already, or another task drains
+            await asyncio.shield(self._drained)
+            return
+        drained = self._drained = asyncio.get_running_loop().create_future()
+        if self._closed:
+            drained.set_result(None)
+            return
+        self._draining = True
+        self._wake_blocked()  # they take room beyond max_pending now
+        try:
+            if self._started:
+                await self._drain()
+            while self._blocked:  # deliveries woken above, not yet in the buffer
+                unblocked = self._unblocked = asyncio.get_running_loop().create_future()
+                await unblocked
+        finally:
+            self._close_buffer(clear=False)
+            drained.set_result(None)
+
     async def aclose(self) -> None:
         """Stop receiving (idempotent). Buffered messages are discarded."""
         if self._closed:
+            self._buffer.clear()  # after a drain: what nobody received goes now
             return
         self._close_buffer()  # forceful part first: cannot block or fail
-        if self._started:
+        if self._started and not self._draining:  # else the drain under way removes it
             await self._stop()
 
     def __del__(self) -> None:

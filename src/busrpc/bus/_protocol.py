@@ -71,7 +71,8 @@ class Subscription(AbstractAsyncContextManager["Subscription", None], Protocol):
 
     Contract: once ``async with bus.subscribe(s) as sub`` has entered, any message
     published afterwards, from any connection, reaches ``sub``. Iteration ends when the
-    subscription or its bus is closed.
+    subscription or its bus is closed, including when the bus loses its broker for good
+    (a temporary disconnect that the transport recovers from closes nothing).
     """
 
     subject: str
@@ -155,15 +156,29 @@ class SupportsListen(Protocol):
 @runtime_checkable
 class SupportsDrain(Protocol):
     """Optional capability of a `Subscription`: stop the broker routing new messages
-    here, and deliver what was already routed (a lossless graceful shutdown)."""
+    here, and deliver what it already routed.
+
+    `aclose` discards what is in flight; `drain` is the lossless way out, for a server
+    that shuts down gracefully: every request that reached it gets handled.
+
+    Example:
+        >>> if isinstance(sub, SupportsDrain):
+        ...     await sub.drain()
+        >>> async for message in sub:  # what was routed before the drain, then the end
+        ...     handle(message)
+    """
 
     async def drain(self) -> None:
-        """Stop receiving new messages: once it returns, the broker routes nothing more
-        here, and every message routed here before has been delivered to the listener
-        (if one is set) or is in the buffer for `Subscription.receive`. Then the
-        subscription is closed: ``receive`` returns what is buffered, then raises
-        `ClosedResourceError`; a listener gets ``None`` after the last message.
-        Idempotent.
+        """Stop receiving new messages, keeping the ones already routed here.
+
+        Once it returns, the broker routes nothing more here, and every message it routed
+        here before has been delivered to the listener (if one is set) or is in the
+        buffer for `Subscription.receive`. Then the subscription is closed: `receive`
+        returns what is buffered, then raises `ClosedResourceError`; a listener gets
+        ``None`` after the last message. The overflow policy still applies while
+        draining, except that ``Overflow.BLOCK`` stops waiting for room (the buffer may
+        exceed ``max_pending`` by what was in flight). Idempotent; a subscription that
+        was closed already stays closed.
         """
         ...
 

@@ -128,6 +128,11 @@ class MemorySubscription(BufferedSubscription):
     async def _stop(self) -> None:
         self._bus._detach(self)
 
+    async def _drain(self) -> None:
+        # Delivery is synchronous: once detached, nothing routed here is in flight but
+        # the publishers blocked on room, and `drain` waits for those.
+        self._bus._detach(self)
+
 
 class MemoryBus:
     """An in-process `MessageBus`; buses with the same *name* share one broker.
@@ -157,6 +162,17 @@ class MemoryBus:
         if not isinstance(max_payload, int):
             raise TypeError("max_payload must be an int")
         return cls(name, max_payload=max_payload)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the bus is closed (or was never entered).
+
+        Example:
+            >>> async with MemoryBus() as bus:
+            ...     assert not bus.closed
+            >>> assert bus.closed
+        """
+        return self._closed
 
     async def __aenter__(self) -> MemoryBus:
         if self._entered:

@@ -266,9 +266,8 @@ class RpcServer:
             await self._stopped.wait()
             return
         graceful = self._graceful
-        if graceful is not None and graceful is not asyncio.current_task():
-            graceful.cancel()
-            await asyncio.wait([graceful])
+        if graceful is not None:
+            graceful.cancel()  # awaited last: it must not hold up the kill
         subs, self._subs = self._subs, {}
         for sub, callback in subs.items():
             await self._close(sub, callback)
@@ -287,6 +286,8 @@ class RpcServer:
         readers, self._readers = self._readers, []
         for reader in readers:
             reader.cancel()
+        if graceful is not None:
+            readers.append(graceful)  # ends now: its pool has stopped, its state is gone
         if readers:
             await asyncio.wait(readers)
         self._state = "closed"
@@ -328,12 +329,17 @@ class RpcServer:
 
     async def _finish(self) -> None:
         """The graceful part of `shutdown`: stop receiving, then let the pool empty."""
-        subs, self._subs = self._subs, {}
-        for sub, callback in subs.items():
+        # One at a time, and the state checked after every await: a kill cancels this
+        # task, but on 3.11 a cancel can be lost inside a library's `wait_for` (nats-py's
+        # flush), and then this must stop by itself rather than wait out the grace.
+        while self._subs and self._state == "closing":
+            sub, callback = next(iter(self._subs.items()))
             await self._drain(sub, callback)
+            self._subs.pop(sub, None)  # drained; what a kill interrupts, it closes
         assert self._pool is not None and self._dispatch is not None
-        await self._pool.wait_drained()
-        await self._dispatch.wait_sent()
+        if self._state == "closing":
+            await self._pool.wait_drained()  # returns at once when a kill stops the pool
+            await self._dispatch.wait_sent()
 
     def _bus_lost(self) -> None:
         """A subscription ended while serving: the bus closed under us."""
