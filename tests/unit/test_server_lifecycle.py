@@ -86,10 +86,8 @@ class Stuck:
 
 
 async def test_issue_6_kill_ends_a_shutdown_whose_drain_lost_the_cancel() -> None:
-    async with (
-        _StubbornBus("lifecycle-stubborn") as server_bus,
-        MemoryBus("lifecycle-stubborn") as bus,
-    ):
+    server_bus = _StubbornBus("lifecycle-stubborn")
+    async with server_bus, MemoryBus("lifecycle-stubborn") as bus:
         service = Stuck()
         server = busrpc.Server(server_bus, service)
         await server.__aenter__()
