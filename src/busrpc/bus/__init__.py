@@ -15,7 +15,6 @@ from ._protocol import (
     SubscriptionStatistics,
     SupportsDrain,
     SupportsListen,
-    SupportsRequest,
 )
 from ._subjects import subject_matches, validate_subject
 
@@ -29,7 +28,6 @@ __all__ = [
     "SubscriptionStatistics",
     "SupportsDrain",
     "SupportsListen",
-    "SupportsRequest",
     "connect",
     "register_transport",
     "subject_matches",

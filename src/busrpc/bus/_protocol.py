@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from .._core import Deadline, Message
+from .._core import Message
 
 __all__ = [
     "DEFAULT_MAX_PENDING",
@@ -20,7 +20,6 @@ __all__ = [
     "SubscriptionStatistics",
     "SupportsDrain",
     "SupportsListen",
-    "SupportsRequest",
 ]
 
 DEFAULT_MAX_PENDING = 65_536
@@ -180,13 +179,4 @@ class SupportsDrain(Protocol):
         exceed ``max_pending`` by what was in flight). Idempotent; a subscription that
         was closed already stays closed.
         """
-        ...
-
-
-@runtime_checkable
-class SupportsRequest(Protocol):
-    """Optional capability: the transport does request/reply natively."""
-
-    async def request(self, message: Message, *, deadline: Deadline) -> Message:
-        """Publish *message* and wait for the single reply until *deadline*."""
         ...
