@@ -201,19 +201,11 @@ class Inbox:
         except (TransportError, ClosedResourceError):
             logger.debug("cancel not sent", extra={"subject": message.subject}, exc_info=True)
 
-    # Push delivery (`_on_message`) inlines the unary case of `_dispatch`: one function
-    # call less per reply on the hot path; tests/conformance run both (memory and NATS
-    # push, testing-kit buses iterate).
     def _on_message(self, message: Message | None) -> None:
         if message is None:
             self._close()
-            return
-        future = self._futures.pop(message.subject[len(self.prefix) :], None)
-        if future is not None:  # the hot path, inlined: a unary reply
-            if not future.done():
-                future.set_result(message)
-            return
-        self._dispatch(message)
+        else:
+            self._dispatch(message)  # an inlined copy saved 34 of 132k instructions a call
 
     def _expire(self, token: str) -> None:
         future = self._futures.get(token)
