@@ -269,7 +269,7 @@ class RpcClient:
         no valid claim the call fails then, not at its deadline.
         """
         inbox = Inbox.for_bus(self.bus)
-        await inbox.wait_started()
+        await inbox.wait_started(call.deadline)
         loop = asyncio.get_running_loop()
         subject = call.subject
         method = call.method
@@ -285,7 +285,8 @@ class RpcClient:
         answer_error: RpcError | None = None
         with ReplyStream(inbox, call.deadline) as stream:
             claims = Message(claim_subject(subject), data, headers, stream.reply_to)
-            await self.bus.publish(claims)
+            async with call.deadline.scope():
+                await self.bus.publish(claims)
             while await stream.wait_until(stop_at):
                 while (reply := stream.pop()) is not None:
                     if is_error(reply):
@@ -364,7 +365,10 @@ class RpcClient:
         for hook in self._request_hooks:
             await hook(call)
         inbox = Inbox.for_bus(self.bus)
-        await inbox.wait_started(call.deadline)
+        try:
+            await inbox.wait_started(call.deadline)
+        except DeadlineExceeded:
+            return  # the gathering window closed before the request could go out
         loop = asyncio.get_running_loop()
         method = call.method
         headers = call.headers

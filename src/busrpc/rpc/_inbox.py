@@ -84,6 +84,7 @@ class Inbox:
             start = self._start = asyncio.get_running_loop().create_task(
                 self._subscribe(), name=f"busrpc-inbox-{self.client_id}"
             )
+            start.add_done_callback(_retrieve)  # a failure is raised to the callers
         try:
             if deadline is None:
                 await asyncio.shield(start)
@@ -248,6 +249,11 @@ class Inbox:
         self._timers.close()
         if Inbox._by_bus.get(id(self.bus)) is self:
             del Inbox._by_bus[id(self.bus)]
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # seen: asyncio must not log it as never retrieved
 
 
 _CLOSED: Final = Message("")  # what a reply stream gets when the inbox closes
