@@ -100,3 +100,17 @@ async def test_issue_6_kill_ends_a_shutdown_whose_drain_lost_the_cancel() -> Non
             await shutdown
             with pytest.raises(busrpc.Unavailable, match="shutting down"):
                 await call
+
+
+async def test_issue_6_the_grace_ends_a_shutdown_whose_drain_lost_the_cancel() -> None:
+    server_bus = _StubbornBus("lifecycle-stubborn-grace")
+    async with server_bus, MemoryBus("lifecycle-stubborn-grace") as bus:
+        service = Stuck()
+        server = busrpc.Server(server_bus, service)
+        await server.__aenter__()
+        call = asyncio.create_task(busrpc.client(Stuck, bus).hang("x", timeout=3600))
+        await service.entered.wait()
+        async with asyncio.timeout(10):  # a hang guard, not a timing
+            await server.shutdown(grace=0)
+            with pytest.raises(busrpc.Unavailable, match="shutting down"):
+                await call

@@ -287,6 +287,7 @@ class RpcClient:
             claims = Message(claim_subject(subject), data, headers, stream.reply_to)
             async with call.deadline.scope():
                 await self.bus.publish(claims)
+                await asyncio.sleep(0)  # as in `_send_multi`: never starve the loop
             while await stream.wait_until(stop_at):
                 while (reply := stream.pop()) is not None:
                     if is_error(reply):
@@ -381,6 +382,9 @@ class RpcClient:
             try:
                 async with call.deadline.scope():
                     await self.bus.publish(Message(call.subject, data, headers, stream.reply_to))
+                    # In-process servers may have answered inside publish: yield once, as
+                    # a broker's round trip would, so a loop of calls cannot starve the loop.
+                    await asyncio.sleep(0)
             except DeadlineExceeded:
                 return  # the gathering window closed before the request went out
             last = loop.time()

@@ -41,7 +41,7 @@ from ._method import (
     topic_tokens,
     validate_name,
 )
-from ._pool import WorkerPool
+from ._pool import EagerPool, WorkerPool, server_pool
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "RpcServer", "ServerStatistics", "ServiceDescription"]
 
@@ -135,7 +135,9 @@ class RpcServer:
         self._control: dict[Subscription, _Callback] = {}
         self._readers: list[asyncio.Task[None]] = []
         self._dispatch: Dispatcher | None = None
-        self._pool: WorkerPool[tuple[Message, Route]] | None = None
+        self._pool: WorkerPool[tuple[Message, Route]] | EagerPool[tuple[Message, Route]] | None = (
+            None
+        )
         self._state = "new"  # new -> serving -> closing -> closed
         self._lost: TransportError | None = None
         self._stopped = asyncio.Event()
@@ -194,7 +196,7 @@ class RpcServer:
             max_message_size=self.max_message_size,
             context=context,
         )
-        self._pool = WorkerPool(
+        self._pool = server_pool(
             self._dispatch.handle, self.max_concurrency, self.max_pending, context=context
         )
         try:
@@ -249,9 +251,7 @@ class RpcServer:
             if not graceful.done():
                 logger.warning("grace period over", extra={"server_id": self.server_id})
         finally:
-            graceful.cancel()
-            await asyncio.wait([graceful])
-            await self.kill()
+            await self.kill()  # also ends the graceful part, however far it got
 
     async def kill(self) -> None:
         """Stop now: stop receiving, answer every running or waiting call ``unavailable``.
