@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 import msgspec
 
@@ -156,3 +156,27 @@ def _inbox_parts(reply: str | None) -> tuple[str, str] | None:
     if len(parts) != 4 or not parts[1] or not parts[2]:
         return None
     return parts[1], parts[2]
+
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+
+def compose(
+    interceptors: Sequence[Callable[[C, Callable[[C], R]], R]], terminal: Callable[[C], R]
+) -> Callable[[C], R]:
+    """*terminal* wrapped by *interceptors*, the first outermost; for every kind of chain
+    (client unary, client multi, server): each link returns what its interceptor returns."""
+    next_ = terminal
+    for interceptor in reversed(interceptors):
+        next_ = _link(interceptor, next_)
+    return next_
+
+
+def _link(
+    interceptor: Callable[[C, Callable[[C], R]], R], next_: Callable[[C], R]
+) -> Callable[[C], R]:
+    def link(call: C) -> R:
+        return interceptor(call, next_)
+
+    return link

@@ -28,11 +28,11 @@ from ._call import (
     Call,
     ClientInterceptor,
     MultiInterceptor,
-    MultiNext,
     Next,
     RequestHook,
     ResponseHook,
     _current,
+    compose,
 )
 from ._inbox import Inbox, ReplyStream
 from ._method import (
@@ -100,7 +100,7 @@ class RpcClient:
         self.headers: dict[str, str] = dict(headers or {})
         self._request_hooks = tuple(request_hooks)
         self._response_hooks = tuple(response_hooks)
-        self._unary_chain: Next | None = _chain(list(interceptors), self._send_unary)
+        self._unary_chain: Next | None = compose(list(interceptors), self._send_unary)
         if not interceptors and not request_hooks and not response_hooks:
             self._unary_chain = None  # the fast path: no Call object at all
         self._multi_interceptors = list(multi_interceptors)
@@ -359,7 +359,7 @@ class RpcClient:
         def terminal(c: Call) -> AsyncIterator[Response[Any]]:
             return self._send_multi(c, stop)
 
-        chain = _chain_multi(self._multi_interceptors, terminal)
+        chain = compose(self._multi_interceptors, terminal)
         return cast(AsyncIterator[Response[Resp]], chain(call))
 
     async def _send_multi(self, call: Call, stop: _MultiStop) -> AsyncIterator[Response[Any]]:
@@ -466,31 +466,3 @@ def _multi_response(method: Method[Any, Any], reply: Message, subject: str) -> R
         if is_no_responders(reply):
             return None  # the transport's answer: nobody serves it (a server's error is an item)
         return Response(server_id=server_id, error=exc)
-
-
-def _chain(interceptors: list[ClientInterceptor], terminal: Next) -> Next:
-    handler = terminal
-    for interceptor in reversed(interceptors):
-        handler = _bind(interceptor, handler)
-    return handler
-
-
-def _bind(interceptor: ClientInterceptor, next_: Next) -> Next:
-    async def call(c: Call) -> object:
-        return await interceptor(c, next_)
-
-    return call
-
-
-def _chain_multi(interceptors: list[MultiInterceptor], terminal: MultiNext) -> MultiNext:
-    handler = terminal
-    for interceptor in reversed(interceptors):
-        handler = _bind_multi(interceptor, handler)
-    return handler
-
-
-def _bind_multi(interceptor: MultiInterceptor, next_: MultiNext) -> MultiNext:
-    def call(c: Call) -> AsyncIterator[Response[Any]]:
-        return interceptor(c, next_)
-
-    return call

@@ -13,7 +13,7 @@ import enum
 import inspect
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -33,7 +33,7 @@ from .._core import (
     rpc_error_from_exception,
 )
 from ..bus import MessageBus
-from ._call import ServerCall, ServerNext, _current
+from ._call import ServerCall, ServerInterceptor, ServerNext, _current, compose
 from ._method import Claim, Method
 from ._timers import TimerWheel
 from ._wire import deadline_of
@@ -358,7 +358,7 @@ def _name(method: Method[Any, Any]) -> str:
     return f"{method.service}.{method.name}"
 
 
-def chain(interceptors: list[Any], handler: Handler) -> ServerNext:
+def chain(interceptors: Sequence[ServerInterceptor], handler: Handler) -> ServerNext:
     """*handler* wrapped by *interceptors* (the first is outermost).
 
     The handler sees the `ServerCall` the innermost interceptor passed on as
@@ -374,14 +374,4 @@ def chain(interceptors: list[Any], handler: Handler) -> ServerNext:
         finally:
             _current.reset(current)
 
-    next_: ServerNext = terminal
-    for interceptor in reversed(interceptors):
-        next_ = _bind(interceptor, next_)
-    return next_
-
-
-def _bind(interceptor: Any, next_: ServerNext) -> ServerNext:
-    async def call(c: ServerCall) -> object:
-        return await interceptor(c, next_)
-
-    return call
+    return compose(interceptors, terminal)

@@ -18,7 +18,7 @@ import contextvars
 import logging
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, Generic, TypeVar
 
 __all__ = ["EagerPool", "WorkerPool", "server_pool"]
@@ -29,19 +29,12 @@ T = TypeVar("T")
 _STOP: Final = object()
 
 
-class WorkerPool(Generic[T]):
-    """Runs ``handle(item)`` for submitted items on at most *size* worker tasks.
-
-    Items beyond the workers wait in a queue of at most *queue_size*. *handle* must not
-    raise (anything it raises is logged and dropped); it may swallow the cancellations
-    it causes itself (a call's deadline). The pool never cancels a worker except through
-    `cancel_running`. Workers start in a copy of *context* (default: the current one),
-    never in the context of whoever submitted the item.
-    """
+class _Pool(Generic[T]):
+    """What both pools share: a bounded queue, the busy count, waiting for the drain."""
 
     def __init__(
         self,
-        handle: Callable[[T], Awaitable[None]],
+        handle: Callable[[T], Coroutine[Any, Any, None]],
         size: int,
         queue_size: int,
         *,
@@ -54,24 +47,63 @@ class WorkerPool(Generic[T]):
         self._queue_size = queue_size
         self._context = context or contextvars.copy_context()
         self._queue: deque[T] = deque()
-        self._idle: list[asyncio.Future[object]] = []  # a stack: the warmest worker first
-        self._workers: set[asyncio.Task[None]] = set()
-        # Items handed to a worker and not finished, counted from the moment of hand-off:
-        # an item resolved into an idle worker's future is busy before that worker wakes,
-        # so wait_drained can never see "nothing to do" while it is on its way.
+        # Items handed over and not finished, counted from the moment of hand-off: an item
+        # resolved into an idle worker's future is busy before that worker wakes, so
+        # wait_drained can never see "nothing to do" while one is on its way.
         self._busy = 0
         self._stopping = False
         self._drained: asyncio.Future[None] | None = None
 
     @property
     def busy(self) -> int:
-        """Items handed to a worker and not yet finished."""
+        """Items handed over and not yet finished."""
         return self._busy
 
     @property
     def queued(self) -> int:
-        """Items waiting for a worker."""
+        """Items waiting to start."""
         return len(self._queue)
+
+    async def wait_drained(self) -> None:
+        """Wait until no item is queued or being handled (or the pool has stopped)."""
+        while (self._busy or self._queue) and not self._stopping:
+            if self._drained is None:
+                self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+    def take_queued(self) -> list[T]:
+        """Remove and return the items still waiting to start."""
+        items = list(self._queue)
+        self._queue.clear()
+        return items
+
+    def _wake_drained(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+
+class WorkerPool(_Pool[T]):
+    """Runs ``handle(item)`` for submitted items on at most *size* worker tasks.
+
+    Items beyond the workers wait in a queue of at most *queue_size*. *handle* must not
+    raise (anything it raises is logged and dropped); it may swallow the cancellations
+    it causes itself (a call's deadline). The pool never cancels a worker except through
+    `cancel_running`. Workers start in a copy of *context* (default: the current one),
+    never in the context of whoever submitted the item.
+    """
+
+    def __init__(
+        self,
+        handle: Callable[[T], Coroutine[Any, Any, None]],
+        size: int,
+        queue_size: int,
+        *,
+        context: contextvars.Context | None = None,
+    ) -> None:
+        super().__init__(handle, size, queue_size, context=context)
+        self._idle: list[asyncio.Future[object]] = []  # a stack: the warmest worker first
+        self._workers: set[asyncio.Task[None]] = set()
 
     def submit_nowait(self, item: T) -> bool:
         """Hand *item* to a worker, or queue it; False when the queue is full or the pool
@@ -93,19 +125,6 @@ class WorkerPool(Generic[T]):
             self._queue.append(item)
             return True
         return False
-
-    async def wait_drained(self) -> None:
-        """Wait until no item is queued or being handled (or the pool has stopped)."""
-        while (self._busy or self._queue) and not self._stopping:
-            if self._drained is None:
-                self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
-
-    def take_queued(self) -> list[T]:
-        """Remove and return the items still waiting for a worker."""
-        items = list(self._queue)
-        self._queue.clear()
-        return items
 
     async def cancel_running(self) -> None:
         """Stop: idle workers exit, running ones are cancelled; wait for all of them."""
@@ -173,13 +192,8 @@ class WorkerPool(Generic[T]):
         self._workers.add(task)
         task.add_done_callback(self._workers.discard)
 
-    def _wake_drained(self) -> None:
-        drained, self._drained = self._drained, None
-        if drained is not None and not drained.done():
-            drained.set_result(None)
 
-
-class EagerPool(Generic[T]):
+class EagerPool(_Pool[T]):
     """`WorkerPool`'s contract on Python 3.12+, with an eager task per item.
 
     An eager task runs its first step inside `submit_nowait`, so a handler that does not
@@ -199,28 +213,9 @@ class EagerPool(Generic[T]):
         *,
         context: contextvars.Context | None = None,
     ) -> None:
-        if size < 1 or queue_size < 1:
-            raise ValueError("size and queue_size must be at least 1")
-        self._handle = handle
-        self._size = size
-        self._queue_size = queue_size
-        self._context = context or contextvars.copy_context()
-        self._queue: deque[T] = deque()
+        super().__init__(handle, size, queue_size, context=context)
         self._running: set[asyncio.Task[None]] = set()  # tasks that suspended
-        self._busy = 0
-        self._stopping = False
-        self._drained: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def busy(self) -> int:
-        """Items started and not yet finished."""
-        return self._busy
-
-    @property
-    def queued(self) -> int:
-        """Items waiting for a running one to finish."""
-        return len(self._queue)
 
     def submit_nowait(self, item: T) -> bool:
         """Start *item* now, or queue it; False when the queue is full or the pool has
@@ -234,19 +229,6 @@ class EagerPool(Generic[T]):
             self._queue.append(item)
             return True
         return False
-
-    async def wait_drained(self) -> None:
-        """Wait until no item is queued or running (or the pool has stopped)."""
-        while (self._busy or self._queue) and not self._stopping:
-            if self._drained is None:
-                self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
-
-    def take_queued(self) -> list[T]:
-        """Remove and return the items still waiting to start."""
-        items = list(self._queue)
-        self._queue.clear()
-        return items
 
     async def cancel_running(self) -> None:
         """Stop: cancel the running items and wait for them."""
@@ -287,11 +269,6 @@ class EagerPool(Generic[T]):
         queue = self._queue
         while queue and len(self._running) < self._size and not self._stopping:
             self._start(queue.popleft())
-
-    def _wake_drained(self) -> None:
-        drained, self._drained = self._drained, None
-        if drained is not None and not drained.done():
-            drained.set_result(None)
 
 
 def server_pool(
