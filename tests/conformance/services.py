@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import TypedDict
 
 import msgspec
@@ -224,3 +225,50 @@ class Types:
     @busrpc.rpc
     async def shout(self, req: StringValue) -> StringValue:
         return StringValue(value=req.value.upper() + "!")
+
+
+@busrpc.service("sleeper")
+class Sleeper:
+    """Every call waits for `release` (tests set it when they say so) and records how it
+    ended: `started`, `finished` (returned), `cancelled` (saw `CancelledError`), by name.
+
+    `wait_started(n)` and `wait_cancelled(n)` return once that many calls got that far."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self.cancelled: list[str] = []
+        self._changed = asyncio.Event()
+
+    async def _sleep(self, what: str, req: Hello) -> Greeting:
+        self.started.append(req.name)
+        self._changed.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(req.name)
+            self._changed.set()
+            raise
+        self.finished.append(req.name)
+        self._changed.set()
+        return Greeting(text=f"{what} {req.name}", server=served_by())
+
+    @busrpc.rpc
+    async def nap(self, req: Hello) -> Greeting:
+        return await self._sleep("nap", req)
+
+    @busrpc.rpc(multi=True)
+    async def naps(self, req: Hello) -> Greeting:
+        return await self._sleep("naps", req)
+
+    async def wait_started(self, n: int) -> None:
+        await self._wait(lambda: len(self.started) >= n)
+
+    async def wait_cancelled(self, n: int) -> None:
+        await self._wait(lambda: len(self.cancelled) >= n)
+
+    async def _wait(self, done: Callable[[], bool]) -> None:
+        while not done():
+            self._changed.clear()
+            await self._changed.wait()
