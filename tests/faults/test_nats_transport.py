@@ -258,3 +258,32 @@ async def _publish_steadily(bus: NatsBus, start: int, count: int) -> None:
         await bus.publish(Message("steady", str(i).encode()))
         if i % 20 == 0:
             await bus.client.flush()  # a stream, not one burst
+
+
+async def test_issue_6_a_cancelled_flush_leaves_the_connection_working(broker: Broker) -> None:
+    # nats-py answered the PONG of a cancelled flush by setting a result on its cancelled
+    # future: an exception in the read loop, and a reconnect. A shutdown cancels drains
+    # (and their flushes) whenever a kill comes during one.
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    async with (
+        NatsBus(broker.url, error_cb=on_error) as bus,
+        bus.subscribe("flush.cancelled") as sub,
+    ):
+        nc = bus.client
+        for _ in range(3):
+            flush = asyncio.create_task(nc.flush())
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(fut.set_result, None)
+            await fut  # the flush has sent its PING and waits for the PONG
+            flush.cancel()
+            await asyncio.wait([flush])
+        async with asyncio.timeout(GUARD):
+            await round_trip(nc)
+            await bus.publish(Message("flush.cancelled", b"still here"))
+            assert (await sub.receive()).data == b"still here"
+        assert nc.stats["reconnects"] == 0
+    assert errors == []

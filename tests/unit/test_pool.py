@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable
-from typing import TypeVar
+import sys
+from typing import TypeAlias, TypeVar
 
 import pytest
 
 import busrpc
 from busrpc.bus.memory import MemoryBus
-from busrpc.rpc import _pool
-from busrpc.rpc._pool import WorkerPool
+from busrpc.rpc._pool import EagerPool, WorkerPool
 
 T = TypeVar("T")
+
+# The pool the server uses on this Python, and the other one where it can run: both keep
+# the same contract (EagerPool needs eager tasks, Python 3.12+).
+POOLS: list[type[WorkerPool[str]] | type[EagerPool[str]]] = [WorkerPool]
+if sys.version_info >= (3, 12):
+    POOLS.append(EagerPool)
+Pool: TypeAlias = type[WorkerPool[str]] | type[EagerPool[str]]
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
@@ -64,12 +70,20 @@ class Echo:
         return text
 
 
-# -- WorkerPool ---------------------------------------------------------------------------
+# -- both pools ---------------------------------------------------------------------------
 
 
-async def test_wait_drained_waits_for_an_item_handed_to_a_worker_not_yet_awake() -> None:
+@pytest.fixture(params=POOLS, ids=lambda cls: cls.__name__)
+def pool_cls(request: pytest.FixtureRequest) -> Pool:
+    cls: Pool = request.param
+    return cls
+
+
+async def test_wait_drained_waits_for_an_item_handed_to_a_worker_not_yet_awake(
+    pool_cls: Pool,
+) -> None:
     handler = Recorder()
-    pool: WorkerPool[str] = WorkerPool(handler, 1, 1)
+    pool = pool_cls(handler, 1, 1)
     async with asyncio.timeout(5):
         assert pool.submit_nowait("a")
         await pool.wait_drained()
@@ -81,9 +95,9 @@ async def test_wait_drained_waits_for_an_item_handed_to_a_worker_not_yet_awake()
 
 
 @pytest.mark.parametrize("rounds", [50])
-async def test_wait_drained_under_many_hand_offs(rounds: int) -> None:
+async def test_wait_drained_under_many_hand_offs(pool_cls: Pool, rounds: int) -> None:
     handler = Recorder()
-    pool: WorkerPool[str] = WorkerPool(handler, 4, 4)
+    pool = pool_cls(handler, 4, 4)
     async with asyncio.timeout(5):
         for r in range(rounds):
             items = [f"{r}.{i}" for i in range(r % 9)]
@@ -93,9 +107,9 @@ async def test_wait_drained_under_many_hand_offs(rounds: int) -> None:
         await pool.cancel_running()
 
 
-async def test_cancel_running_ends_wait_drained() -> None:
+async def test_cancel_running_ends_wait_drained(pool_cls: Pool) -> None:
     handler = Recorder(hang={"stuck"})
-    pool: WorkerPool[str] = WorkerPool(handler, 1, 1)
+    pool = pool_cls(handler, 1, 1)
     async with asyncio.timeout(5):  # a hang guard, not a timing
         assert pool.submit_nowait("stuck")
         drained = asyncio.create_task(pool.wait_drained())
@@ -106,9 +120,9 @@ async def test_cancel_running_ends_wait_drained() -> None:
     assert handler.cancelled == ["stuck"]
 
 
-async def test_cancel_running_while_a_worker_waits_for_work_ends_it() -> None:
+async def test_cancel_running_while_a_worker_waits_for_work_ends_it(pool_cls: Pool) -> None:
     handler = Recorder()
-    pool: WorkerPool[str] = WorkerPool(handler, 2, 2)
+    pool = pool_cls(handler, 2, 2)
     async with asyncio.timeout(5):
         assert pool.submit_nowait("a") and pool.submit_nowait("b")
         await pool.wait_drained()
@@ -117,12 +131,14 @@ async def test_cancel_running_while_a_worker_waits_for_work_ends_it() -> None:
     assert sorted(handler.handled) == ["a", "b"]
 
 
-async def test_every_item_is_handled_or_taken_back_when_the_pool_is_cancelled() -> None:
+async def test_every_item_is_handled_or_taken_back_when_the_pool_is_cancelled(
+    pool_cls: Pool,
+) -> None:
     # Kill answers what `take_queued` returns and what its handlers see cancelled; an
     # item it hands to an idle worker that has not woken yet must be one or the other,
     # or its call is never answered.
     handler = Recorder()
-    pool: WorkerPool[str] = WorkerPool(handler, 3, 3)
+    pool = pool_cls(handler, 3, 3)
     async with asyncio.timeout(5):
         for i in range(3):
             assert pool.submit_nowait(f"w{i}")
@@ -130,16 +146,16 @@ async def test_every_item_is_handled_or_taken_back_when_the_pool_is_cancelled() 
         for i in range(3):
             assert pool.submit_nowait(f"x{i}")  # handed to the idle workers: not awake yet
         taken = pool.take_queued()
-        await pool.cancel_running()
+        taken += await pool.cancel_running()  # those handed over but never started
     accounted = set(taken) | set(handler.started)
     assert accounted >= {"x0", "x1", "x2"}, (taken, handler.started)
 
 
-async def test_workers_never_run_in_the_submitters_context() -> None:
+async def test_workers_never_run_in_the_submitters_context(pool_cls: Pool) -> None:
     handler = Recorder()
     token = var.set("the pool's")
     try:
-        pool: WorkerPool[str] = WorkerPool(handler, 1, 4)
+        pool = pool_cls(handler, 1, 4)
     finally:
         var.reset(token)
 
@@ -153,10 +169,9 @@ async def test_workers_never_run_in_the_submitters_context() -> None:
         await asyncio.create_task(submitter("b"))
         await pool.wait_drained()
         await pool.cancel_running()
-    # The worker starts in a copy of the pool's context. (Isolating one item from the
-    # next is the handler's job, with run_in: here "b" sees what "a" left.)
-    assert handler.seen[0] == "the pool's"
-    assert "submitter" not in " ".join(handler.seen)
+    # Every item starts in a copy of the pool's context: never the submitter's, and never
+    # what an earlier item left (a worker whose item set a var is retired).
+    assert handler.seen == ["the pool's", "the pool's"]
 
 
 async def test_server_kill_answers_requests_handed_to_workers_not_yet_awake() -> None:
@@ -173,140 +188,3 @@ async def test_server_kill_answers_requests_handed_to_workers_not_yet_awake() ->
             await kill
     for i, result in enumerate(results):
         assert result == str(i) or isinstance(result, busrpc.Unavailable), result
-
-
-# -- run_in -------------------------------------------------------------------------------
-
-
-async def run(context: contextvars.Context, awaitable: Awaitable[T]) -> T:
-    return await _pool.run_in(context, awaitable)
-
-
-async def test_run_in_returns_the_value() -> None:
-    async def at_once() -> int:
-        return 42
-
-    async def after_a_step() -> int:
-        await step()
-        return 43
-
-    ctx = contextvars.copy_context()
-    assert await run(ctx, at_once()) == 42
-    assert await run(ctx, after_a_step()) == 43
-
-
-async def test_run_in_raises_the_exception() -> None:
-    async def at_once() -> None:
-        raise ValueError("now")
-
-    async def after_a_step() -> None:
-        await step()
-        raise KeyError("later")
-
-    ctx = contextvars.copy_context()
-    with pytest.raises(ValueError, match="now"):
-        await run(ctx, at_once())
-    with pytest.raises(KeyError, match="later"):
-        await run(ctx, after_a_step())
-
-
-async def test_cancelling_the_awaiting_task_cancels_the_coroutine() -> None:
-    entered = asyncio.Event()
-    seen: list[str] = []
-
-    async def forever() -> None:
-        entered.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            seen.append("cancelled")
-            raise
-        finally:
-            seen.append("finally")
-
-    task = asyncio.create_task(run(contextvars.copy_context(), forever()))
-    async with asyncio.timeout(5):
-        await entered.wait()
-        task.cancel("stop")
-        await asyncio.wait([task])
-    assert task.cancelled()
-    assert seen == ["cancelled", "finally"]
-
-
-async def test_a_coroutine_may_answer_its_cancellation_with_a_value() -> None:
-    entered = asyncio.Event()
-
-    async def answers() -> str:
-        entered.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            return "cleaned up"
-        return "never"
-
-    async def awaiting() -> str:
-        result = await run(contextvars.copy_context(), answers())
-        task = asyncio.current_task()
-        assert task is not None and task.cancelling() == 1  # still the task's to handle
-        task.uncancel()
-        return result
-
-    task = asyncio.create_task(awaiting())
-    async with asyncio.timeout(5):
-        await entered.wait()
-        task.cancel()
-        assert await task == "cleaned up"
-
-
-async def test_closing_the_awaiting_coroutine_closes_the_inner_one() -> None:
-    closed: list[str] = []
-
-    async def inner() -> None:
-        try:
-            await step()
-            await step()
-        finally:
-            closed.append("inner")
-
-    outer = run(contextvars.copy_context(), inner())
-    outer.send(None)  # runs to inner's first suspension
-    outer.close()
-    assert closed == ["inner"]
-
-
-async def test_vars_set_inside_run_in_stay_inside() -> None:
-    ctx = contextvars.copy_context()
-    ctx.run(var.set, "the call's")
-    seen: list[str] = []
-
-    async def handler() -> None:
-        seen.append(var.get())
-        var.set("set by the handler")
-        await step()
-        seen.append(var.get())  # every step runs in the call's context
-        await step()
-        seen.append(var.get())
-
-    token = var.set("the worker's")
-    try:
-        await run(ctx, handler())
-        assert var.get() == "the worker's"
-    finally:
-        var.reset(token)
-    assert seen == ["the call's", "set by the handler", "set by the handler"]
-    assert ctx[var] == "set by the handler"
-
-
-async def test_each_run_in_context_is_separate_on_one_awaiting_task() -> None:
-    base = contextvars.copy_context()
-    seen: list[str] = []
-
-    async def handler(name: str) -> None:
-        seen.append(var.get())
-        var.set(name)
-        await step()
-
-    for name in ("a", "b", "c"):
-        await run(base.copy(), handler(name))
-    assert seen == ["unset", "unset", "unset"]
-    assert var.get() == "unset"

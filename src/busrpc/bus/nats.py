@@ -477,7 +477,7 @@ def _redact(url: str) -> str:
 
 
 class _HardenedClient(Client):
-    """nats-py's client, made to survive hostile input from other publishers.
+    """nats-py's client, made to survive hostile input and cancelled flushes.
 
     nats-py parses each message inside its read loop, and some bytes that nats-server
     passes on unchecked make it raise there: a header block whose status line is not
@@ -486,6 +486,18 @@ class _HardenedClient(Client):
     forces a reconnect. Here such a header block becomes the header lines that parse (the
     status line is dropped), and such a subject drops the message; each logs one line.
     """
+
+    async def _process_pong(self) -> None:
+        # nats-py's, but a PONG for a flush that was cancelled (or timed out) while it
+        # waited resolves nothing: nats-py sets a result on that cancelled future, which
+        # raises in the read loop and drops the connection into a reconnect. Each PONG
+        # still answers the oldest PING, so the later flushes stay matched to theirs.
+        if self._pongs:
+            future = self._pongs.pop(0)
+            if not future.done():
+                future.set_result(True)
+            self._pongs_received += 1
+            self._pings_outstanding = 0
 
     # Measured per call (timeit, this machine): no header block, no cost (-0 ns of
     # ~145); a header block, +70 ns of ~1550 for the guard's coroutine frame.

@@ -380,15 +380,17 @@ class RpcClient:
         with ReplyStream(inbox, call.deadline) as stream:
             data = codec.encode(call.request)
             try:
-                async with call.deadline.scope():
-                    await self.bus.publish(Message(call.subject, data, headers, stream.reply_to))
-                    # In-process servers may have answered inside publish: yield once, as
-                    # a broker's round trip would, so a loop of calls cannot starve the loop.
-                    await asyncio.sleep(0)
-            except DeadlineExceeded:
-                return  # the gathering window closed before the request went out
-            last = loop.time()
-            try:
+                try:
+                    async with call.deadline.scope():
+                        message = Message(call.subject, data, headers, stream.reply_to)
+                        await self.bus.publish(message)
+                        # In-process servers may have answered inside publish: yield once,
+                        # as a broker's round trip would, so a loop of calls cannot starve
+                        # the event loop.
+                        await asyncio.sleep(0)
+                except DeadlineExceeded:
+                    return  # the gathering window closed before the request went out
+                last = loop.time()
                 while True:
                     while (reply := stream.pop()) is not None:
                         response = _multi_response(method, reply, call.subject)

@@ -104,6 +104,8 @@ class WorkerPool(_Pool[T]):
         super().__init__(handle, size, queue_size, context=context)
         self._idle: list[asyncio.Future[object]] = []  # a stack: the warmest worker first
         self._workers: set[asyncio.Task[None]] = set()
+        self._orphans: list[T] = []  # handed to a worker cancelled before it woke
+        self._starting: dict[asyncio.Task[None], T] = {}  # spawned, first step not run yet
 
     def submit_nowait(self, item: T) -> bool:
         """Hand *item* to a worker, or queue it; False when the queue is full or the pool
@@ -126,8 +128,12 @@ class WorkerPool(_Pool[T]):
             return True
         return False
 
-    async def cancel_running(self) -> None:
-        """Stop: idle workers exit, running ones are cancelled; wait for all of them."""
+    async def cancel_running(self) -> list[T]:
+        """Stop: idle workers exit, running ones are cancelled; wait for all of them.
+
+        Returns the items that were handed to a worker that never started them (it was
+        cancelled before it woke up): the caller answers them, as it does `take_queued`.
+        """
         self._stopping = True
         self._wake_drained()
         for waiter in self._idle:
@@ -139,8 +145,13 @@ class WorkerPool(_Pool[T]):
             task.cancel()
         if workers:
             await asyncio.wait(workers)
+        orphans, self._orphans = self._orphans, []
+        orphans += self._starting.values()  # cancelled before their first step
+        self._starting.clear()
+        return orphans
 
     async def _work(self, first: T) -> None:
+        self._starting.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
         item: object = first
         loop = asyncio.get_running_loop()
         queue, idle = self._queue, self._idle
@@ -170,6 +181,12 @@ class WorkerPool(_Pool[T]):
             idle.append(waiter)
             try:
                 item = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not _STOP:
+                    # Handed to this worker, which is cancelled before it woke up.
+                    self._busy -= 1
+                    self._orphans.append(waiter.result())  # type: ignore[arg-type]
+                raise
             finally:
                 if (not waiter.done() or waiter.cancelled()) and waiter in idle:
                     idle.remove(waiter)
@@ -189,6 +206,7 @@ class WorkerPool(_Pool[T]):
         task = asyncio.get_running_loop().create_task(
             self._work(item), context=self._context.copy()
         )
+        self._starting[task] = item
         self._workers.add(task)
         task.add_done_callback(self._workers.discard)
 
@@ -230,8 +248,9 @@ class EagerPool(_Pool[T]):
             return True
         return False
 
-    async def cancel_running(self) -> None:
-        """Stop: cancel the running items and wait for them."""
+    async def cancel_running(self) -> list[T]:
+        """Stop: cancel the running items and wait for them. Returns ``[]``: an item
+        here is either queued (`take_queued`) or started."""
         self._stopping = True
         self._wake_drained()
         running = set(self._running)
@@ -239,6 +258,7 @@ class EagerPool(_Pool[T]):
             task.cancel()
         if running:
             await asyncio.wait(running)
+        return []
 
     def _start(self, item: T) -> None:
         loop = self._loop

@@ -143,6 +143,8 @@ class RpcServer:
         self._stopped = asyncio.Event()
         self._overloaded = False  # log once per burst of refusals, not per request
         self._graceful: asyncio.Task[None] | None = None
+        self._killer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # -- configuration -------------------------------------------------------------------
@@ -235,16 +237,26 @@ class RpcServer:
             self._state = "closed"
             self._stopped.set()
             return
-        if self._state != "serving":
-            await self._stopped.wait()  # another shutdown or a kill is under way
-            return
-        self._state = "closing"
+        closer = self._closer
+        if closer is None:
+            if self._state != "serving":  # a kill is under way, or done
+                if self._killer is not None:
+                    await asyncio.shield(self._killer)
+                return
+            self._state = "closing"
+            closer = self._closer = asyncio.get_running_loop().create_task(
+                self._shutdown(self.shutdown_grace if grace is None else grace)
+            )
+        # In a task of its own: a second call waits for the same shutdown, and a caller
+        # cancelled while it waits leaves the shutdown to finish.
+        await asyncio.shield(closer)
+
+    async def _shutdown(self, grace: float) -> None:
         dispatch = self._dispatch
         assert dispatch is not None
         logger.info(
             "draining", extra={"server_id": self.server_id, "in_flight": dispatch.in_flight}
         )
-        grace = self.shutdown_grace if grace is None else grace
         self._graceful = graceful = asyncio.get_running_loop().create_task(self._finish())
         try:
             await asyncio.wait([graceful], timeout=grace)
@@ -256,15 +268,18 @@ class RpcServer:
     async def kill(self) -> None:
         """Stop now: stop receiving, answer every running or waiting call ``unavailable``.
 
-        Ends a `shutdown` in progress at once. Idempotent.
+        Ends a `shutdown` in progress at once. Idempotent; the kill runs in a task of its
+        own, so a caller cancelled while it waits leaves it to finish.
         """
         if self._state == "closed":
             return
-        first = self._state != "dying"
-        self._state = "dying"
-        if not first:
-            await self._stopped.wait()
-            return
+        killer = self._killer
+        if killer is None:
+            self._state = "dying"
+            killer = self._killer = asyncio.get_running_loop().create_task(self._kill())
+        await asyncio.shield(killer)
+
+    async def _kill(self) -> None:
         graceful = self._graceful
         if graceful is not None:
             graceful.cancel()  # awaited last: it must not hold up the kill
@@ -277,7 +292,8 @@ class RpcServer:
             refusal = RpcError(ErrorCode.UNAVAILABLE, "server is shutting down")
             for message, route in pool.take_queued():
                 dispatch.reject(message, route, refusal)
-            await pool.cancel_running()
+            for message, route in await pool.cancel_running():
+                dispatch.reject(message, route, refusal)
             await dispatch.wait_sent()
             dispatch.close()
         control, self._control = self._control, {}
