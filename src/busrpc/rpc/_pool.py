@@ -53,6 +53,10 @@ class _Pool(Generic[T]):
         self._busy = 0
         self._stopping = False
         self._drained: asyncio.Future[None] | None = None
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a pool keeps beyond the shared state (a subclass's own `__init__`)."""
 
     @property
     def busy(self) -> int:
@@ -93,15 +97,7 @@ class WorkerPool(_Pool[T]):
     never in the context of whoever submitted the item.
     """
 
-    def __init__(
-        self,
-        handle: Callable[[T], Coroutine[Any, Any, None]],
-        size: int,
-        queue_size: int,
-        *,
-        context: contextvars.Context | None = None,
-    ) -> None:
-        super().__init__(handle, size, queue_size, context=context)
+    def _setup(self) -> None:
         self._idle: list[asyncio.Future[object]] = []  # a stack: the warmest worker first
         self._workers: set[asyncio.Task[None]] = set()
         self._orphans: list[T] = []  # handed to a worker cancelled before it woke
@@ -223,15 +219,7 @@ class EagerPool(_Pool[T]):
     more wait, and start as running ones finish.
     """
 
-    def __init__(
-        self,
-        handle: Callable[[T], Coroutine[Any, Any, None]],
-        size: int,
-        queue_size: int,
-        *,
-        context: contextvars.Context | None = None,
-    ) -> None:
-        super().__init__(handle, size, queue_size, context=context)
+    def _setup(self) -> None:
         self._running: set[asyncio.Task[None]] = set()  # tasks that suspended
         self._loop: asyncio.AbstractEventLoop | None = None
 
