@@ -336,6 +336,7 @@ def test_call_multi_on_a_unary_method_is_refused(served: Served) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("error: clitest.greet is not a multi method")
+    assert "its servers say so" in result.stderr  # refused before any server ran it
 
 
 def test_call_on_an_unreachable_bus_prints_unavailable() -> None:

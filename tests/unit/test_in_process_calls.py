@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import busrpc
+from busrpc import Deadline
 from busrpc.bus.memory import MemoryBus
+from busrpc.rpc import RpcClient
 
 
 @busrpc.service("inproc")
@@ -36,3 +38,14 @@ async def test_a_loop_of_in_process_calls_never_starves_the_event_loop() -> None
                 if other.is_set():
                     break
             assert other.is_set(), f"{kind}: 1000 calls ran without the loop running once"
+
+
+async def test_describe_lists_each_kind_of_method() -> None:
+    async with MemoryBus("inproc-describe") as bus, busrpc.Server(bus, Echo(), server_id="s1"):
+        client = RpcClient(bus)
+        described = await client.describe("inproc", deadline=Deadline.after(5))
+        nobody = await client.describe("nobody", deadline=Deadline.after(5))
+    assert described is not None
+    assert (described.service, described.server_id) == ("inproc", "s1")
+    assert (described.methods, described.multi) == (["all", "echo"], ["all"])
+    assert nobody is None

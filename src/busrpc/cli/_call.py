@@ -16,6 +16,7 @@ from ._runtime import EXIT_USAGE, CliError, open_bus
 from ._serve import load_target
 
 __all__ = [
+    "DESCRIBE_TIMEOUT",
     "MultiStop",
     "RawCall",
     "call_multi",
@@ -137,6 +138,10 @@ async def call_unary(call: RawCall, *, server_id: str | None) -> bytes:
         return bytes(result)
 
 
+DESCRIBE_TIMEOUT = 1.0
+"""Seconds ``busrpc call --multi`` asks the servers what kind of method it calls."""
+
+
 class MultiStop(msgspec.Struct, frozen=True, kw_only=True):
     """When ``busrpc call --multi`` stops listening, besides its timeout."""
 
@@ -160,6 +165,15 @@ async def call_multi(
     async with contextlib.AsyncExitStack() as stack:
         bus = await open_bus(stack, call.url, retry=True)
         client = RpcClient(bus, namespace=call.namespace)
+        deadline = busrpc.Deadline.after(min(call.timeout, DESCRIBE_TIMEOUT))
+        described = await client.describe(call.method.service, deadline=deadline)
+        name = call.method.name
+        if described is not None and name in described.methods and name not in described.multi:
+            method = f"{call.method.service}.{name}"
+            raise CliError(
+                f"{method} is not a multi method (its servers say so): call it without --multi",
+                exit_code=EXIT_USAGE,
+            )
         async for r in client.multi(
             call.method,
             call.body,
@@ -170,7 +184,8 @@ async def call_multi(
             quiet=stop.quiet,
         ):
             if r.error is None and not r.server_id:
-                # Multi replies name their server; a unary method's reply has no headers.
+                # Servers that could not describe themselves: multi replies name their
+                # server, a unary method's reply has no headers.
                 method = f"{call.method.service}.{call.method.name}"
                 raise CliError(
                     f"{method} is not a multi method: one server of its queue group ran the "

@@ -27,7 +27,7 @@ from ._method import (
     topic_tokens,
     validate_name,
 )
-from ._server import DEFAULT_MAX_MESSAGE_SIZE, RpcServer, ServerStatistics
+from ._server import DEFAULT_MAX_MESSAGE_SIZE, RpcServer, ServerStatistics, ServiceDescription
 from ._wire import INBOX_PREFIX
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "ServerInterceptor",
     "ServerNext",
     "ServerStatistics",
+    "ServiceDescription",
     "Topic",
     "base_subject",
     "claim_subject",

@@ -229,6 +229,27 @@ class RpcClient:
         except _NoResponders as exc:
             raise await self._unserved(method, exc, deadline) from None
 
+    async def describe(self, service: str, *, deadline: Deadline) -> ServiceDescription | None:
+        """What one server of *service* serves (its ``_describe`` answer), or ``None`` if
+        no busrpc server of it answers before *deadline*.
+
+        Example:
+            >>> d = await client.describe("greeter", deadline=Deadline.after(1))
+            >>> d.methods if d else "nobody serves greeter"
+        """
+        inbox = self._inbox or Inbox.for_bus(self.bus)
+        try:
+            if not inbox.started:
+                await inbox.wait_started(deadline)
+            reply = await inbox.request(
+                describe_subject(self.namespace, service), b"", {}, deadline, None
+            )
+            if is_error(reply):
+                return None
+            return _description_decoder.decode(reply.data)
+        except (RpcError, msgspec.DecodeError):
+            return None
+
     async def _unserved(
         self, method: Method[Any, Any], no_responders: RpcError, deadline: Deadline
     ) -> RpcError:
@@ -238,15 +259,10 @@ class RpcClient:
         transport's own answer, *no_responders*); a live service without the method is
         ``unimplemented``, naming it.
         """
-        inbox = self._inbox or Inbox.for_bus(self.bus)
         loop = asyncio.get_running_loop()
         probe = deadline.earliest(Deadline(loop.time() + _DESCRIBE_TIMEOUT))
-        try:
-            reply = await inbox.request(
-                describe_subject(self.namespace, method.service), b"", {}, probe, None
-            )
-            description = _description_decoder.decode(reply.data)
-        except (RpcError, msgspec.DecodeError):
+        description = await self.describe(method.service, deadline=probe)
+        if description is None:
             return no_responders  # nobody serves the service (or it is not a busrpc one)
         if method.name in description.methods:
             return no_responders  # served, but not here: a topic or a server id nobody has

@@ -75,11 +75,24 @@ class ServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ServiceDescription(msgspec.Struct, frozen=True, kw_only=True):
-    """What a server answers on ``{service}._describe``: the methods it serves."""
+    """What a server answers on ``{service}._describe``: the methods it serves.
+
+    Example:
+        >>> description = await client.describe("greeter")
+        >>> "stats" in description.multi
+        True
+    """
 
     service: str
     server_id: str
     methods: list[str]
+    """Every method's wire name."""
+    multi: list[str] = []
+    """The multi methods among them (every server answers)."""
+    affinity: list[str] = []
+    """The affinity methods among them (servers bid)."""
+    topics: list[str] = []
+    """The methods called with a topic."""
 
 
 _describe_encoder = msgspec.json.Encoder()
@@ -433,9 +446,16 @@ class RpcServer:
         """Per service: cancels (every server hears them) and describe (one answers)."""
         dispatch = self._dispatch
         assert dispatch is not None
-        methods = sorted(m.name for m in self._methods if m.service == service)
+        served = sorted((m for m in self._methods if m.service == service), key=lambda m: m.name)
         description = _describe_encoder.encode(
-            ServiceDescription(service=service, server_id=self.server_id, methods=methods)
+            ServiceDescription(
+                service=service,
+                server_id=self.server_id,
+                methods=[m.name for m in served],
+                multi=[m.name for m in served if m.multi],
+                affinity=[m.name for m in served if m.affinity],
+                topics=[m.name for m in served if m.topics],
+            )
         )
 
         def on_cancel(message: Message | None) -> bool:
