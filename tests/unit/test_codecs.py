@@ -144,3 +144,15 @@ def test_default_codec_for() -> None:
 def test_builtin_codecs_are_codecs() -> None:
     for codec in (JSON, MSGPACK, RAW, PROTOBUF):
         assert isinstance(codec, Codec)
+
+
+@pytest.mark.parametrize(
+    ("codec", "data"),
+    [(JSON, b"[" * 100_000 + b"]" * 100_000), (MSGPACK, b"\x91" * 100_000 + b"\x90")],
+    ids=["json", "msgpack"],
+)
+def test_issue_6_a_body_nested_too_deep_is_a_codec_error(codec: Codec, data: bytes) -> None:
+    # msgspec raises RecursionError, not DecodeError: a server must still answer
+    # malformed_request, and a client get an RpcError, not a crash.
+    with pytest.raises(CodecError):
+        codec.decode(data, list)

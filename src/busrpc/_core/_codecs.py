@@ -87,7 +87,8 @@ class _MsgspecCodec:
         try:
             result: T = decoder.decode(data)  # no cast(): it is a call on the hot path
             return result
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # RecursionError: a body nested deeper than msgspec recurses (hostile input).
             name = getattr(type, "__name__", repr(type))
             raise CodecError(f"invalid {name} payload: {exc}") from exc
 
