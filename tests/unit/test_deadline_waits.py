@@ -139,3 +139,47 @@ async def test_a_reply_blocked_on_the_server_side_does_not_stall_the_server(brok
                 assert await client.echo("after", timeout=30) == "after"
             stats = server.statistics()
     assert stats.in_flight == 0
+
+
+@busrpc.service("full")
+class Full:
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @busrpc.rpc
+    async def hold(self, text: str) -> str:
+        self.entered.set()
+        await self.release.wait()
+        return text
+
+
+async def test_a_refusal_blocked_on_its_way_does_not_hold_up_the_next_ones(broker: str) -> None:
+    # Refusals go out through the server's outbox, one after another: one whose publish
+    # blocks (its caller's inbox is full) must give up at that caller's deadline.
+    async with (
+        MemoryBus(broker) as server_bus,
+        MemoryBus(broker) as bus_a,
+        MemoryBus(broker) as bus_b,
+    ):
+        service = Full()
+        server = busrpc.Server(server_bus, service, max_concurrency=1, max_pending=1)
+        client_a, client_b = busrpc.client(Full, bus_a), busrpc.client(Full, bus_b)
+        async with server, asyncio.timeout(10):  # a hang guard, not a timing
+            a_id = RpcClient(bus_a).client_id
+            for bus in (bus_a, bus_b):  # both reply inboxes live
+                assert await RpcClient(bus).describe("full", deadline=busrpc.Deadline.after(5))
+            running = asyncio.create_task(client_b.hold("running", timeout=30))
+            await service.entered.wait()
+            waiting = asyncio.create_task(client_b.hold("waiting", timeout=30))
+            while server.statistics().received < 2:
+                await asyncio.wait([waiting], timeout=0)  # one loop step, nothing awaited
+            async with blocked(bus_a, f"_INBOX.{a_id}.>", f"_INBOX.{a_id}.x"):
+                with contextlib.suppress(busrpc.RpcError):
+                    await client_a.hold("refused, stuck", timeout=0.3)
+                with pytest.raises(busrpc.RpcError) as refused:
+                    await client_b.hold("refused", timeout=30)
+            assert refused.value.code is busrpc.ErrorCode.RESOURCE_EXHAUSTED
+            service.release.set()
+            assert await running == "running"
+            assert await waiting == "waiting"

@@ -128,7 +128,7 @@ class Dispatcher:
         self._timers: TimerWheel[_Running] = TimerWheel(_Running.fire)
         self._running: dict[str, _Running] = {}  # by reply address: what a cancel names
         self._early: OrderedDict[str, None] = OrderedDict()
-        self._outbox: deque[Message] = deque()
+        self._outbox: deque[tuple[Message, float | None]] = deque()
         self._sender: asyncio.Task[None] | None = None
 
     # -- one call ------------------------------------------------------------------------
@@ -249,7 +249,7 @@ class Dispatcher:
             return  # an affinity bid: silence is a refusal
         self.rejected += 1
         if message.reply:
-            self.send_nowait(error_message(message.reply, error, self.server_id))
+            self.send_nowait(error_message(message.reply, error, self.server_id), message)
 
     def _server_call(
         self, message: Message, route: Route, request: object, deadline: Deadline
@@ -337,12 +337,24 @@ class Dispatcher:
 
     # -- sending -------------------------------------------------------------------------
 
-    def send_nowait(self, message: Message) -> None:
-        """Send *message* soon, from synchronous code (the transport's delivery path)."""
+    def send_nowait(self, message: Message, answering: Message | None = None) -> None:
+        """Send *message* soon, from synchronous code (the transport's delivery path).
+
+        When it answers the request *answering*, it is dropped once that request's
+        deadline has passed: a send that blocks (a full in-process buffer) never holds
+        up the answers queued behind it for longer than that.
+        """
         if len(self._outbox) >= _OUTBOX_LIMIT:
             logger.warning("outbox full: reply dropped", extra={"subject": message.subject})
             return
-        self._outbox.append(message)
+        when: float | None = None
+        if answering is not None:
+            loop = asyncio.get_running_loop()
+            try:
+                when = deadline_of(answering, self.default_timeout, loop.time()).when
+            except RpcError:
+                when = loop.time() + self.default_timeout
+        self._outbox.append((message, when))
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(
                 self._send_outbox(), context=self.context.copy()
@@ -361,7 +373,17 @@ class Dispatcher:
         outbox = self._outbox
         try:
             while outbox:
-                await self._publish(outbox.popleft())
+                message, when = outbox.popleft()
+                if when is None:
+                    await self._publish(message)
+                    continue
+                try:
+                    async with asyncio.timeout_at(when):
+                        await self._publish(message)
+                except TimeoutError:
+                    logger.debug(
+                        "answer dropped at its deadline", extra={"subject": message.subject}
+                    )
         finally:
             self._sender = None
 

@@ -465,7 +465,7 @@ class RpcServer:
 
         def on_describe(message: Message | None) -> bool:
             if message is not None and message.reply:
-                dispatch.send_nowait(Message(message.reply, description))
+                dispatch.send_nowait(Message(message.reply, description), message)
             return True
 
         for subject, queue, callback in (
