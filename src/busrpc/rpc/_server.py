@@ -492,6 +492,7 @@ class RpcServer:
             self._readers.append(asyncio.get_running_loop().create_task(self._read(sub, callback)))
 
     async def _read_buffered(self, sub: Subscription, callback: _Callback) -> None:
+        """Hand what *sub* buffered to *callback* (receive does not wait while it has)."""
         try:
             while sub.statistics().pending:
                 callback(await sub.receive())
@@ -519,8 +520,7 @@ class RpcServer:
         stopping refuses it at once: its callers can go elsewhere)."""
         try:
             if callback is not None:
-                while sub.statistics().pending:
-                    callback(await sub.receive())
+                await self._read_buffered(sub, callback)
             await sub.aclose()
         except (TransportError, ClosedResourceError):
             logger.warning("unsubscribe failed", extra={"subject": sub.subject}, exc_info=True)
