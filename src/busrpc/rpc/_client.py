@@ -237,7 +237,7 @@ class RpcClient:
             >>> d = await client.describe("greeter", deadline=Deadline.after(1))
             >>> d.methods if d else "nobody serves greeter"
         """
-        inbox = self._inbox or Inbox.for_bus(self.bus)
+        inbox = Inbox.for_bus(self.bus)  # the live one, as multi and affinity calls take it
         try:
             if not inbox.started:
                 await inbox.wait_started(deadline)
